@@ -1,0 +1,31 @@
+# `make run` and `make test` set themselves up on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-all bench clean
+
+setup: $(STAMP)
+
+# torch first and pinned, so that no dependency can pull a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/inet run $(ARGS)
+
+test: setup
+	$(BIN)/pytest -m "not slow" -q $(ARGS)
+
+test-all: setup
+	$(BIN)/pytest -q $(ARGS)
+
+bench: setup
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs/runs outputs/multiruns

@@ -1,0 +1,267 @@
+"""The config schema (dataclasses) and the checks that run before iteration 0.
+
+Hydra merges YAML onto these dataclasses, so an unknown key or a wrong type is
+rejected by OmegaConf with the key's path. `validate` adds the checks a type
+cannot express (ranges, node references) and names the offending key too.
+Library code receives these dataclasses as plain objects, never Hydra globals.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+CU_INPUT_PARTS = ("history", "signals", "nodes", "meta")
+PU_KINDS = ("mlp", "gru", "mover", "constant", "custom")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
+REWARD_SHAPES = ("exp", "binary")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and the fix."""
+
+
+@dataclass
+class NodeConfig:
+    """A named slot holding a tensor of fixed shape per lane."""
+
+    shape: List[int] = field(default_factory=lambda: [1])
+    cu_visible: bool = False
+    # [start, stop) slice of the flattened value that the CU sees; null = all of it.
+    cu_view: Optional[List[int]] = None
+
+
+@dataclass
+class PretrainConfig:
+    """A supervised phase for one PU before the IN starts (steps: 0 = off)."""
+
+    data: str = ""  # import path of fn(batch_size, generator) -> (inputs, targets)
+    steps: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+@dataclass
+class PUConfig:
+    """A Processing Unit: an nn.Module reading `inputs` nodes and writing `outputs` nodes."""
+
+    kind: str = "mlp"
+    inputs: List[str] = field(default_factory=list)
+    outputs: List[str] = field(default_factory=list)
+    hidden: List[int] = field(default_factory=lambda: [32])
+    activation: str = "relu"
+    value: Optional[List[float]] = None  # `constant`: initial value (default zeros)
+    trainable: bool = True  # False: the PU has no learnable parameters
+    freeze: bool = False  # True: keep learnable parameters fixed (e.g. after `pretrained`)
+    pretrained: Optional[str] = None  # path of a state_dict saved with torch.save
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    lr: Optional[float] = None  # overrides pu_optim.lr for this PU
+    _target_: Optional[str] = None  # `custom`: import path of an nn.Module class
+    params: Dict[str, Any] = field(default_factory=dict)  # `custom`: constructor kwargs
+
+
+@dataclass
+class RewardConfig:
+    """Reward terms of one Environment (paper 5.2.2.1)."""
+
+    success: float = 1.0  # reward for a correct submit (graded tasks: the scale of the graded part)
+    bonus: float = 0.0  # graded tasks: added when the submit succeeds (|err| < tolerance)
+    wrong_answer: float = 0.0
+    invalid_action: float = -1.0
+    timeout: int = 10  # iterations a task instance may take before it fails
+    timeout_penalty: float = -1.0
+    per_iteration: float = 0.0  # added every iteration (a cost when negative)
+    shape: str = "exp"  # graded tasks: exp -> success*exp(-err^2/width); binary
+    width: float = 0.01
+
+
+@dataclass
+class EnvConfig:
+    """An Environment: `_target_` names its class; it writes `inputs` and reads `outputs`."""
+
+    _target_: str = ""
+    inputs: List[str] = field(default_factory=list)
+    outputs: List[str] = field(default_factory=list)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CUConfig:
+    """The Control Unit: a DQN. Hyperparameter names follow Stable-Baselines3.
+
+    All counts (learning_starts, train_freq, target_update_interval, buffer) are in
+    lane-iterations, i.e. environment interactions summed over lanes.
+    """
+
+    inputs: List[str] = field(default_factory=lambda: list(CU_INPUT_PARTS))
+    history_length: int = 2
+    hidden: List[int] = field(default_factory=lambda: [64, 64])
+    double: bool = False
+    dueling: bool = False
+    learning_rate: float = 1e-3
+    buffer_size: int = 10_000
+    learning_starts: int = 500
+    batch_size: int = 32
+    gamma: float = 0.9
+    train_freq: int = 1
+    gradient_steps: int = 1
+    target_update_interval: int = 250
+    tau: float = 1.0
+    exploration_fraction: float = 0.1
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.01
+    max_grad_norm: float = 10.0
+    grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
+    grad_to_nodes_scale: float = 1.0
+    # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning)
+    script: Optional[str] = None
+
+
+@dataclass
+class TapeConfig:
+    """How node losses travel back through recorded PU runs (DESIGN.md section 5)."""
+
+    horizon: int = 4  # how many records deep a loss reaches
+    env_scale: float = 1.0  # scale of gradients from Environment losses
+    cu_scale: float = 1.0  # scale of gradients from the CU's TD loss
+    depth_decay: float = 1.0  # gradient factor per record of depth beyond the first
+
+
+@dataclass
+class PUOptimConfig:
+    """The optimizer of all PUs (Adam, one step per iteration that produced gradients)."""
+
+    # Adam on single-sample losses has a noise floor of about lr per parameter; 3e-4 lets
+    # multitask PUs reach the 0.05 tolerance (1e-3 plateaued near 90% task success).
+    lr: float = 3e-4
+    clip_grad_norm: Optional[float] = None  # per-PU gradient norm clip
+
+
+@dataclass
+class TrainingWheelsConfig:
+    """Replace the CU's reward by a scripted teacher's for the first `iterations` (paper 5.1.3)."""
+
+    teacher: Optional[str] = None  # import path of fn(env, action_index) -> LongTensor[B]
+    iterations: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs. The top-level keys users override most come first."""
+
+    seed: int = 0
+    iterations: int = 20_000  # lane-iterations (environment interactions over all lanes)
+    lanes: int = 1
+    device: str = "cpu"
+    name: str = "default"
+    threads: int = 1
+    log_interval: int = 1000
+    kpi_window: int = 1000  # iterations for reward_per_iteration, tasks for task KPIs
+    progress: bool = True
+    nodes: Dict[str, NodeConfig] = field(default_factory=dict)
+    pus: Dict[str, PUConfig] = field(default_factory=dict)
+    envs: Dict[str, EnvConfig] = field(default_factory=dict)
+    cu: CUConfig = field(default_factory=CUConfig)
+    tape: TapeConfig = field(default_factory=TapeConfig)
+    pu_optim: PUOptimConfig = field(default_factory=PUOptimConfig)
+    training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _check_nodes_exist(cfg: RunConfig, key: str, names: List[str]) -> None:
+    for name in names:
+        _require(
+            name in cfg.nodes,
+            key,
+            f"node '{name}' does not exist; declare it under `nodes:` or use one of {sorted(cfg.nodes)}",
+        )
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject a config that cannot run, naming the key. Runs before any work."""
+    _require(cfg.iterations >= 1, "iterations", f"must be >= 1, got {cfg.iterations}")
+    _require(cfg.lanes >= 1, "lanes", f"must be >= 1, got {cfg.lanes}")
+    _require(cfg.threads >= 1, "threads", f"must be >= 1, got {cfg.threads}")
+    _require(cfg.log_interval >= 1, "log_interval", f"must be >= 1, got {cfg.log_interval}")
+    _require(cfg.kpi_window >= 1, "kpi_window", f"must be >= 1, got {cfg.kpi_window}")
+    _require(
+        cfg.device == "cpu" or cfg.device.startswith("cuda"),
+        "device",
+        f"must be 'cpu' or 'cuda[:N]', got '{cfg.device}'",
+    )
+    _require(len(cfg.envs) >= 1, "envs", "declare at least one Environment")
+    _require(len(cfg.pus) + len(cfg.envs) >= 1, "pus", "declare at least one PU")
+
+    for name, node in cfg.nodes.items():
+        key = f"nodes.{name}"
+        _require(len(node.shape) >= 1, f"{key}.shape", "must have at least one dimension, e.g. [1]")
+        _require(all(d >= 1 for d in node.shape), f"{key}.shape", f"sizes must be >= 1, got {node.shape}")
+        if node.cu_view is not None:
+            numel = 1
+            for d in node.shape:
+                numel *= d
+            ok = len(node.cu_view) == 2 and 0 <= node.cu_view[0] < node.cu_view[1] <= numel
+            _require(ok, f"{key}.cu_view", f"must be [start, stop) with 0 <= start < stop <= {numel}, got {node.cu_view}")
+            _require(node.cu_visible, f"{key}.cu_view", "is set but cu_visible is false; set cu_visible: true")
+
+    for name, pu in cfg.pus.items():
+        key = f"pus.{name}"
+        _require(pu.kind in PU_KINDS, f"{key}.kind", f"unknown kind '{pu.kind}'; choose one of {list(PU_KINDS)}")
+        _require(len(pu.outputs) >= 1, f"{key}.outputs", "a PU must write at least one node")
+        _check_nodes_exist(cfg, f"{key}.inputs", pu.inputs)
+        _check_nodes_exist(cfg, f"{key}.outputs", pu.outputs)
+        _require(pu.activation in ACTIVATIONS, f"{key}.activation", f"choose one of {list(ACTIVATIONS)}")
+        _require(all(h >= 1 for h in pu.hidden), f"{key}.hidden", f"sizes must be >= 1, got {pu.hidden}")
+        _require(pu.kind != "custom" or bool(pu._target_), f"{key}._target_", "kind custom needs `_target_: module.Class`")
+        _require(pu.kind == "custom" or not pu._target_, f"{key}._target_", "is only used with kind: custom")
+        _require(pu.kind == "constant" or len(pu.inputs) >= 1, f"{key}.inputs", "only a constant PU may read no nodes")
+        if pu.lr is not None:
+            _require(pu.lr > 0, f"{key}.lr", f"must be > 0, got {pu.lr}")
+        if pu.pretrain.steps:
+            _require(pu.pretrain.steps >= 0, f"{key}.pretrain.steps", "must be >= 0")
+            _require(bool(pu.pretrain.data), f"{key}.pretrain.data", "name the data function, e.g. inet.tasks.multitask.double_data")
+            _require(pu.pretrain.batch_size >= 1, f"{key}.pretrain.batch_size", "must be >= 1")
+
+    for name, env in cfg.envs.items():
+        key = f"envs.{name}"
+        _require(bool(env._target_), f"{key}._target_", "name the Environment class, e.g. inet.tasks.multitask.Multitask")
+        _check_nodes_exist(cfg, f"{key}.inputs", env.inputs)
+        _check_nodes_exist(cfg, f"{key}.outputs", env.outputs)
+        _require(env.reward.timeout >= 1, f"{key}.reward.timeout", f"the action budget must be >= 1, got {env.reward.timeout}")
+        _require(env.reward.shape in REWARD_SHAPES, f"{key}.reward.shape", f"choose one of {list(REWARD_SHAPES)}")
+        _require(env.reward.width > 0, f"{key}.reward.width", f"must be > 0, got {env.reward.width}")
+
+    cu = cfg.cu
+    for part in cu.inputs:
+        _require(part in CU_INPUT_PARTS, "cu.inputs", f"unknown part '{part}'; choose from {list(CU_INPUT_PARTS)}")
+    _require(len(cu.inputs) >= 1, "cu.inputs", "the CU needs at least one input part")
+    _require(cu.history_length >= 1, "cu.history_length", f"must be >= 1, got {cu.history_length}")
+    _require(all(h >= 1 for h in cu.hidden), "cu.hidden", f"sizes must be >= 1, got {cu.hidden}")
+    _require(cu.learning_rate > 0, "cu.learning_rate", f"must be > 0, got {cu.learning_rate}")
+    _require(cu.buffer_size >= 1, "cu.buffer_size", f"must be >= 1, got {cu.buffer_size}")
+    _require(cu.batch_size >= 1, "cu.batch_size", f"must be >= 1, got {cu.batch_size}")
+    _require(cu.batch_size <= cu.buffer_size, "cu.batch_size", f"{cu.batch_size} exceeds cu.buffer_size {cu.buffer_size}")
+    _require(cu.learning_starts >= 0, "cu.learning_starts", "must be >= 0")
+    _require(0.0 <= cu.gamma <= 1.0, "cu.gamma", f"must be in [0, 1], got {cu.gamma}")
+    _require(cu.train_freq >= 1, "cu.train_freq", f"must be >= 1, got {cu.train_freq}")
+    _require(cu.gradient_steps >= 1, "cu.gradient_steps", f"must be >= 1, got {cu.gradient_steps}")
+    _require(cu.target_update_interval >= 1, "cu.target_update_interval", "must be >= 1")
+    _require(0.0 < cu.tau <= 1.0, "cu.tau", f"must be in (0, 1], got {cu.tau}")
+    _require(0.0 <= cu.exploration_fraction <= 1.0, "cu.exploration_fraction", f"must be in [0, 1], got {cu.exploration_fraction}")
+    for k in ("exploration_initial_eps", "exploration_final_eps"):
+        v = getattr(cu, k)
+        _require(0.0 <= v <= 1.0, f"cu.{k}", f"epsilon must be in [0, 1], got {v}")
+    _require(cu.max_grad_norm > 0, "cu.max_grad_norm", f"must be > 0, got {cu.max_grad_norm}")
+
+    _require(cfg.tape.horizon >= 1, "tape.horizon", f"must be >= 1 (1 = only the PU that wrote the node), got {cfg.tape.horizon}")
+    _require(0.0 < cfg.tape.depth_decay <= 1.0, "tape.depth_decay", f"must be in (0, 1], got {cfg.tape.depth_decay}")
+    _require(cfg.pu_optim.lr > 0, "pu_optim.lr", f"must be > 0, got {cfg.pu_optim.lr}")
+    if cfg.pu_optim.clip_grad_norm is not None:
+        _require(cfg.pu_optim.clip_grad_norm > 0, "pu_optim.clip_grad_norm", "must be > 0 or null")
+    tw = cfg.training_wheels
+    _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
+    _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")

@@ -1,0 +1,132 @@
+"""The Control Unit: a DQN that picks one action per lane per iteration.
+
+Vanilla DQN (replay, target network, Huber loss, Adam) with the `double` and
+`dueling` options, an epsilon-greedy linear schedule, and `obs_grad`: the TD
+loss of the current transition differentiated with respect to the CU's input,
+which the engine hands to the tape so that PUs writing CU-visible nodes learn
+from the CU (DESIGN.md section 3).
+"""
+from __future__ import annotations
+
+import copy
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CUConfig
+from .replay import ReplayBuffer
+
+
+class QNetwork(nn.Module):
+    """An MLP from the CU input vector to one Q-value per action (optionally dueling)."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: List[int], dueling: bool):
+        super().__init__()
+        layers: List[nn.Module] = []
+        for a, b in zip([obs_dim, *hidden[:-1]], hidden):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.trunk = nn.Sequential(*layers)
+        self.dueling = dueling
+        self.head = nn.Linear(hidden[-1], n_actions)
+        self.value = nn.Linear(hidden[-1], 1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(obs)
+        adv = self.head(h)
+        if self.value is None:
+            return adv
+        return self.value(h) + adv - adv.mean(1, keepdim=True)
+
+
+class ControlUnit:
+    """Q-network, target network, optimizer, replay and exploration schedule."""
+
+    def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
+                 device: torch.device, generator: torch.Generator):
+        self.cfg = cfg
+        self.n_actions = n_actions
+        self.total_iterations = total_iterations
+        self.gen = generator
+        self.q = QNetwork(obs_dim, n_actions, cfg.hidden, cfg.dueling).to(device)
+        self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
+        self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
+        self.updates = 0
+        self.last_loss = float("nan")
+        self.last_q = float("nan")
+
+    def epsilon(self, iteration: int) -> float:
+        """Linear decay over `exploration_fraction` of the run (SB3's schedule)."""
+        c = self.cfg
+        span = c.exploration_fraction * self.total_iterations
+        progress = 1.0 if span <= 0 else min(1.0, iteration / span)
+        return c.exploration_initial_eps + progress * (c.exploration_final_eps - c.exploration_initial_eps)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Epsilon-greedy actions [B]; also whether each was random and whether it was the argmax."""
+        q = self.q(obs)
+        greedy = q.argmax(1)
+        b = obs.shape[0]
+        explore = torch.rand(b, generator=self.gen, device=self.gen.device).to(obs.device) < eps
+        random_actions = torch.randint(self.n_actions, (b,), generator=self.gen, device=self.gen.device).to(obs.device)
+        actions = torch.where(explore, random_actions, greedy)
+        return actions, explore, actions == greedy, q
+
+    @torch.no_grad()
+    def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+        q_next = self.target(next_obs)
+        if self.cfg.double:
+            best = self.q(next_obs).argmax(1, keepdim=True)
+            v = q_next.gather(1, best).squeeze(1)
+        else:
+            v = q_next.max(1).values
+        return rewards + self.cfg.gamma * (1.0 - terminal) * v
+
+    def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                 next_obs: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+        q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        return F.smooth_l1_loss(q, self._td_target(rewards, next_obs, terminal))
+
+    def train_step(self) -> None:
+        """One gradient step on a replay batch."""
+        obs, actions, rewards, next_obs, terminal = self.replay.sample(self.cfg.batch_size, self.gen)
+        loss = self._td_loss(obs, actions, rewards, next_obs, terminal)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        self.last_loss = loss.detach()
+
+    def update_target(self) -> None:
+        if self.cfg.tau >= 1.0:
+            self.target.load_state_dict(self.q.state_dict())
+            return
+        with torch.no_grad():
+            tp, qp = list(self.target.parameters()), list(self.q.parameters())
+            torch._foreach_lerp_(tp, qp, self.cfg.tau)
+
+    def obs_grad(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                 next_obs: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+        """d(TD loss of the current transitions, mean over lanes)/d(obs): the CU's gradient into nodes."""
+        x = obs.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = self._td_loss(x, actions, rewards, next_obs, terminal)
+            (g,) = torch.autograd.grad(loss, x)
+        return g
+
+    def state_dict(self) -> dict:
+        return {"q": self.q.state_dict(), "target": self.target.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
+                "updates": self.updates, "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q.load_state_dict(state["q"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.replay.load_state_dict(state["replay"])
+        self.updates = state["updates"]
+        self.gen.set_state(state["gen"])

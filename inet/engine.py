@@ -1,0 +1,300 @@
+"""The Interaction Network: nodes, PUs, Environments, the CU and the tape, stepped in lockstep lanes.
+
+`Engine.step` is one iteration of the paper's Algorithm 1 for all B lanes:
+  1. the CU reads its input vector and picks an action per lane (epsilon-greedy,
+     or a script);
+  2. each chosen action runs once on the lanes that chose it: a PU run (recorded
+     on the tape) or an Environment action;
+  3. Environments give feedback: rewards, `terminal` at task-instance ends, and
+     node losses; new task instances start and write their inputs;
+  4. the transition goes to replay; node losses and the CU's TD gradient on the
+     CU-visible nodes are swept through the tape in one pass; the PUs take one
+     optimizer step; the CU trains on its schedule;
+  5. the tape drops records no live value can reach.
+Iteration counts are lane-iterations (environment interactions over all lanes).
+All state lives in `state_dict()` so a run can be saved and restored exactly.
+"""
+from __future__ import annotations
+
+import random
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ConfigError, RunConfig, validate
+from .cu import ControlUnit
+from .env import Environment, Step
+from .kpis import KPITracker
+from .nodes import ENV, Nodes
+from .pretrain import pretrain
+from .pus import build_pu, import_object, run_pu
+from .tape import Tape
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch's global generator (used for weight init)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Engine:
+    """One Interaction Network with `cfg.lanes` lanes."""
+
+    def __init__(self, cfg: RunConfig):
+        validate(cfg)
+        self.cfg = cfg
+        self.lanes = b = cfg.lanes
+        self.device = dev = torch.device(cfg.device)
+        seed_everything(cfg.seed)
+        gens = {k: torch.Generator(dev).manual_seed(cfg.seed * 1000 + i)
+                for i, k in enumerate(["cu", "pretrain", *cfg.envs])}
+
+        self.nodes = Nodes(cfg.nodes, b, dev)
+        self.pus = nn.ModuleDict({n: build_pu(n, p, self.nodes.shapes) for n, p in cfg.pus.items()}).to(dev)
+        self.pretrain_loss = {n: pretrain(n, self.pus[n], p.pretrain, gens["pretrain"], dev)
+                              for n, p in cfg.pus.items() if p.pretrain.steps > 0}
+
+        self.envs: Dict[str, Environment] = {}
+        for name, ecfg in cfg.envs.items():
+            cls = import_object(ecfg._target_, f"envs.{name}._target_")
+            self.envs[name] = cls(name, ecfg, self.nodes, b, dev, gens[name])
+        self.actions: List[tuple] = [(env, a) for env in self.envs.values() for a in env.actions]
+        self.actions += [(None, n) for n in cfg.pus]
+        self.action_names = [a for _, a in self.actions]
+        dup = {a for a in self.action_names if self.action_names.count(a) > 1}
+        if dup:
+            raise ConfigError(f"pus: action names must be unique; {sorted(dup)} is both an env action and a PU")
+        self.action_index = {a: i for i, a in enumerate(self.action_names)}
+        for env in self.envs.values():
+            env.bind(self.action_index)
+        self.n_actions = len(self.actions)
+
+        self.teacher = self._callable(cfg.training_wheels.teacher, "training_wheels.teacher")
+        self.script = self._callable(cfg.cu.script, "cu.script")
+        self.first_env = next(iter(self.envs.values()))
+
+        sizes = {"history": cfg.cu.history_length * self.n_actions,
+                 "signals": sum(e.n_signals for e in self.envs.values()),
+                 "nodes": self.nodes.cu_size, "meta": 2}
+        if "nodes" in cfg.cu.inputs and sizes["nodes"] == 0:
+            raise ConfigError("cu.inputs: includes 'nodes' but no node has cu_visible: true")
+        offset = 0
+        for part in cfg.cu.inputs:
+            if part == "nodes":
+                self.node_offset = offset
+            offset += sizes[part]
+        self.obs_dim = offset
+        self.cu = ControlUnit(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
+
+        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay)
+        groups = [{"params": [p for p in pu.parameters() if p.requires_grad],
+                   "lr": cfg.pus[n].lr or cfg.pu_optim.lr} for n, pu in self.pus.items()]
+        groups = [g for g in groups if g["params"]]
+        self.pu_optimizer = torch.optim.Adam(groups, lr=cfg.pu_optim.lr, fused=True) if groups else None
+
+        self.iteration = 0
+        self.history = torch.zeros(b, sizes["history"], device=dev)
+        self.meta = torch.zeros(b, 2, device=dev)
+        self.kpis = KPITracker(b, cfg.kpi_window)
+        self.stats = {"pu_loss": float("nan"), "tape_visited": 0}
+        for env in self.envs.values():
+            env.reset()
+        self.obs, self.obs_writers = self._observe()
+
+    @staticmethod
+    def _callable(path: Optional[str], key: str):
+        return import_object(path, key) if path else None
+
+    # -- observation --------------------------------------------------------------
+    def _observe(self) -> tuple:
+        """The CU input vector [B, obs_dim], and the writers of the CU-visible node values in it."""
+        parts = {"history": lambda: self.history,
+                 "signals": lambda: torch.cat([e.signals() for e in self.envs.values()], 1),
+                 "nodes": self.nodes.cu_input,
+                 "meta": lambda: self.meta}
+        obs = torch.cat([parts[p]() for p in self.cfg.cu.inputs], 1)
+        writers = {n: list(self.nodes.writers[n]) for n, _, _ in self.nodes.cu_views}
+        return obs, writers
+
+    # -- actions ------------------------------------------------------------------
+    def run_pu(self, name: str, lanes: List[int], written: Dict[str, List[int]]) -> None:
+        """Run PU `name` on `lanes`, write its outputs and record the run on the tape."""
+        cfg = self.cfg.pus[name]
+        full = len(lanes) == self.lanes
+        idx = None if full else torch.tensor(lanes, device=self.device)
+        inputs = [self.nodes.values[n] if full else self.nodes.values[n][idx] for n in cfg.inputs]
+        parents = [[w[lane] for lane in lanes] for w in (self.nodes.writers[n] for n in cfg.inputs)]
+        with torch.no_grad():
+            outs = run_pu(self.pus[name], inputs, len(lanes))
+        rid = self.tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs)
+        for n, o in zip(cfg.outputs, outs):
+            self.nodes.write(n, lanes, o, rid)
+            written.setdefault(n, []).extend(lanes)
+
+    def _choose(self) -> tuple:
+        """Actions [B], and meta flags: random?, argmax?"""
+        if self.script is not None:
+            actions = self.script(self.first_env).to(self.device)
+            false = torch.zeros(self.lanes, dtype=torch.bool, device=self.device)
+            return actions, false, ~false
+        actions, explore, argmax, _ = self.cu.act(self.obs, self.cu.epsilon(self.iteration))
+        return actions, explore, argmax
+
+    # -- one iteration --------------------------------------------------------------
+    def step(self) -> Step:
+        """One lockstep iteration of Algorithm 1 (see module docstring)."""
+        b, dev, cfg = self.lanes, self.device, self.cfg
+        obs = self.obs
+        actions, explore, argmax = self._choose()
+        wheels = self.teacher is not None and self.iteration < cfg.training_wheels.iterations
+        taught = self.teacher(self.first_env).to(dev) if wheels else None
+
+        step = Step(self.nodes, actions, {}, torch.zeros(b, device=dev), torch.zeros(b, dtype=torch.bool, device=dev))
+        groups: Dict[int, List[int]] = {}
+        for lane, a in enumerate(actions.tolist()):
+            groups.setdefault(a, []).append(lane)
+        for a in sorted(groups):
+            env, name = self.actions[a]
+            if env is None:
+                self.run_pu(name, groups[a], step.written)
+            else:
+                env.act(name, torch.tensor(groups[a], device=dev), step)
+        for env in self.envs.values():
+            env.feedback(step)
+
+        reward = (actions == taught).float() if wheels else step.reward
+        self.history = torch.cat([F.one_hot(actions, self.n_actions).float(), self.history[:, :-self.n_actions]], 1)
+        self.meta = torch.stack([explore.float(), argmax.float()], 1)
+        next_obs, next_writers = self._observe()
+        terminal = step.terminal.float()
+        if self.script is None:
+            self.cu.replay.add(obs, actions, reward, next_obs, terminal)
+
+        self._node_losses(step)
+        if self._cu_grad_active():
+            g = self.cu.obs_grad(obs, actions, reward, next_obs, terminal)
+            self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
+        self.stats["tape_visited"] = self.tape.sweep(self.pus)
+        if self.stats["tape_visited"] and self.pu_optimizer is not None:
+            self._pu_step()
+
+        before, self.iteration = self.iteration, self.iteration + b
+        if self.script is None:
+            self._train_cu(before, self.iteration)
+        self.tape.prune(self.nodes.live_writers())
+        self.obs, self.obs_writers = next_obs, next_writers
+        self.kpis.update(self.iteration, step)
+        self.last_step = step
+        return step
+
+    # -- learning -----------------------------------------------------------------
+    def _node_losses(self, step: Step) -> None:
+        """Environment losses -> gradients on node values, averaged over the lanes that got a loss."""
+        if not step.losses:
+            return
+        n_lanes = len({lane for _, lanes, _, _, _ in step.losses for lane in lanes})
+        scale = self.cfg.tape.env_scale / n_lanes
+        total = 0.0
+        for node, lanes, value, writers, loss_fn in step.losses:
+            v = value.detach().requires_grad_()
+            with torch.enable_grad():
+                loss = loss_fn(v) * scale
+                (g,) = torch.autograd.grad(loss, v)
+            total += loss.detach()
+            self.tape.add_grad(writers, node, lanes, g)
+        self.stats["pu_loss"] = total
+
+    def _cu_grad_active(self) -> bool:
+        if not self.cfg.cu.grad_to_nodes or self.script is not None or "nodes" not in self.cfg.cu.inputs:
+            return False
+        if self.iteration < self.cfg.cu.learning_starts:
+            return False
+        return any(w != ENV for ws in self.obs_writers.values() for w in ws)
+
+    def _cu_node_grads(self, g: torch.Tensor) -> None:
+        """Route d(TD loss)/d(obs) of the CU-visible node columns to the records that wrote them."""
+        col = self.node_offset
+        lanes = list(range(self.lanes))
+        for node, start, stop in self.nodes.cu_views:
+            gv = g[:, col:col + stop - start]
+            col += stop - start
+            shape = self.nodes.shapes[node]
+            numel = self.nodes.values[node][0].numel()
+            if (start, stop) != (0, numel):
+                gv = F.pad(gv, (start, numel - stop))
+            self.tape.add_grad(self.obs_writers[node], node, lanes, gv.reshape(self.lanes, *shape))
+
+    def _pu_step(self) -> None:
+        clip = self.cfg.pu_optim.clip_grad_norm
+        if clip is not None:
+            for pu in self.pus.values():
+                params = [p for p in pu.parameters() if p.grad is not None]
+                if params:
+                    nn.utils.clip_grad_norm_(params, clip)
+        self.pu_optimizer.step()
+        self.pu_optimizer.zero_grad(set_to_none=True)
+
+    def _train_cu(self, before: int, after: int) -> None:
+        c = self.cfg.cu
+        if after < c.learning_starts or self.cu.replay.size < c.batch_size:
+            return
+        due = after // c.train_freq - before // c.train_freq
+        for _ in range(due * c.gradient_steps):
+            self.cu.train_step()
+        if after // c.target_update_interval != before // c.target_update_interval:
+            self.cu.update_target()
+
+    # -- reporting and state --------------------------------------------------------
+    def metrics(self) -> Dict[str, float]:
+        """KPIs and training diagnostics at the current iteration."""
+        out = self.kpis.snapshot()
+        out.update({
+            "epsilon": self.cu.epsilon(self.iteration),
+            "td_loss": float(self.cu.last_loss),
+            "pu_loss": float(self.stats["pu_loss"]),
+            "tape_records": len(self.tape),
+            "cu_updates": self.cu.updates,
+            "replay_ratio": self.cfg.cu.gradient_steps / self.cfg.cu.train_freq,
+        })
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "nodes": self.nodes.state_dict(),
+            "pus": self.pus.state_dict(),
+            "pu_optimizer": self.pu_optimizer.state_dict() if self.pu_optimizer else None,
+            "cu": self.cu.state_dict(),
+            "tape": self.tape.state_dict(),
+            "envs": {n: e.state_dict() for n, e in self.envs.items()},
+            "history": self.history.clone(),
+            "meta": self.meta.clone(),
+            "obs": self.obs.clone(),
+            "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
+            "kpis": self.kpis.state_dict(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration = state["iteration"]
+        self.nodes.load_state_dict(state["nodes"])
+        self.pus.load_state_dict(state["pus"])
+        if self.pu_optimizer is not None:
+            self.pu_optimizer.load_state_dict(state["pu_optimizer"])
+        self.cu.load_state_dict(state["cu"])
+        self.tape.load_state_dict(state["tape"])
+        for n, e in self.envs.items():
+            e.load_state_dict(state["envs"][n])
+        self.history = state["history"].clone()
+        self.meta = state["meta"].clone()
+        self.obs = state["obs"].clone()
+        self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
+        self.kpis.load_state_dict(state["kpis"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])

@@ -1,0 +1,172 @@
+"""Environments: tasks that write input nodes, read output nodes, reward the CU and give nodes losses.
+
+A subclass implements `start(lanes)` (begin new task instances: draw a problem,
+write its inputs) and `respond(step)` (look at what happened this iteration:
+call `finish` for lanes that submitted, `add_loss` for nodes with a target). The
+base class handles what every task shares: per-lane task-instance age, the
+timeout and its penalty, the per-iteration cost, the `terminal` flag that cuts TD
+bootstrapping, the signals `new task instance` and `age`, and task-end records
+for the KPIs. A task instance ends only through `finish`, `fail` or the timeout;
+the next one starts at once in that lane (the IN never stops).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from .config import EnvConfig
+from .nodes import Nodes
+
+
+@dataclass
+class TaskEnd:
+    """Outcomes of the task instances that ended in one iteration (one entry per lane)."""
+
+    success: torch.Tensor  # bool
+    submitted: torch.Tensor  # bool: ended by a submit (not a timeout or invalid action)
+    reward: torch.Tensor  # total reward of the instance
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)  # per-task KPIs (bool)
+
+
+@dataclass
+class Step:
+    """One lockstep iteration: the actions taken and what Environments report back."""
+
+    nodes: Nodes
+    actions: torch.Tensor  # [B] action index per lane
+    written: Dict[str, List[int]]  # node -> lanes a PU wrote this iteration
+    reward: torch.Tensor  # [B]
+    terminal: torch.Tensor  # [B] bool
+    losses: List[Tuple[str, List[int], torch.Tensor, List[int], Callable]] = field(default_factory=list)
+    ended: List[TaskEnd] = field(default_factory=list)
+
+    def add_loss(self, node: str, lanes: List[int], loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Put a loss on `node` in `lanes`: `loss(value[len(lanes), *shape])` -> loss summed over lanes.
+
+        The node's current value and writers are taken now, so later writes this
+        iteration (a restarted task instance) do not change what the loss sees.
+        """
+        value = self.nodes.values[node]
+        if len(lanes) != value.shape[0]:
+            value = value[torch.tensor(lanes, device=value.device)]
+        writers = self.nodes.writers[node]
+        self.losses.append((node, lanes, value, [writers[lane] for lane in lanes], loss))
+
+
+class Environment:
+    """Base class of all tasks. `actions` are the env actions the CU may pick."""
+
+    actions: Tuple[str, ...] = ()
+    task_signals: int = 0  # number of extra signals a subclass appends
+
+    def __init__(self, name: str, cfg: EnvConfig, nodes: Nodes, lanes: int, device: torch.device,
+                 generator: torch.Generator):
+        self.name = name
+        self.cfg = cfg
+        self.reward = cfg.reward
+        self.params = dict(cfg.params)
+        self.nodes = nodes
+        self.lanes = lanes
+        self.device = device
+        self.gen = generator
+        self.age = torch.zeros(lanes, dtype=torch.long, device=device)
+        self.task_reward = torch.zeros(lanes, device=device)
+        self.all_lanes = torch.arange(lanes, device=device)
+
+    @property
+    def n_signals(self) -> int:
+        return 2 + self.task_signals
+
+    # -- to implement -------------------------------------------------------------
+    def start(self, lanes: torch.Tensor) -> None:
+        """Begin a new task instance in each of `lanes` (write its inputs into nodes)."""
+        raise NotImplementedError
+
+    def respond(self, step: Step) -> None:
+        """React to this iteration's actions and node writes: `finish`, `fail`, `add_loss`."""
+        raise NotImplementedError
+
+    def act(self, action: str, lanes: torch.Tensor, step: Step) -> None:
+        """Perform env action `action` in `lanes` (only for tasks that declare `actions`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no action '{action}'")
+
+    def extra_signals(self) -> torch.Tensor:
+        """[B, task_signals] additional signals."""
+        return torch.zeros(self.lanes, 0, device=self.device)
+
+    # -- shared machinery ---------------------------------------------------------
+    def bind(self, action_index: Dict[str, int]) -> None:
+        """Learn every action's index (env actions and PUs); a subclass may check names here."""
+        self.action_index = dict(action_index)
+
+    def reset(self) -> None:
+        self.age.zero_()
+        self.task_reward.zero_()
+        self.start(self.all_lanes)
+
+    def random(self, *shape: int) -> torch.Tensor:
+        """U(0, 1) from this Environment's own generator."""
+        return torch.rand(*shape, generator=self.gen, device=self.gen.device).to(self.device)
+
+    def signals(self) -> torch.Tensor:
+        """[B, n_signals]: new task instance, age / timeout, then the task's own."""
+        base = torch.stack([(self.age == 0).float(), self.age.float() / self.reward.timeout], 1)
+        return base if not self.task_signals else torch.cat([base, self.extra_signals()], 1)
+
+    def finish(self, lanes: torch.Tensor, success: torch.Tensor, reward: torch.Tensor,
+               extras: Dict[str, torch.Tensor] | None = None) -> None:
+        """End the task instances in `lanes` by a submit with the given success and reward."""
+        self._ended[lanes] = True
+        self._submitted[lanes] = True
+        self._success[lanes] = success
+        self._r[lanes] += reward
+        for k, v in (extras or {}).items():
+            self._extras.setdefault(k, torch.zeros(self.lanes, dtype=torch.bool, device=self.device))[lanes] = v
+
+    def fail(self, lanes: torch.Tensor, penalty: float) -> None:
+        """End the task instances in `lanes` as failures (invalid action, timeout)."""
+        self._ended[lanes] = True
+        self._r[lanes] += penalty
+
+    def feedback(self, step: Step) -> None:
+        """Collect this iteration's rewards, task ends and losses into `step`; restart ended lanes."""
+        b, dev = self.lanes, self.device
+        self._r = torch.full((b,), float(self.reward.per_iteration), device=dev)
+        self._ended = torch.zeros(b, dtype=torch.bool, device=dev)
+        self._submitted = torch.zeros(b, dtype=torch.bool, device=dev)
+        self._success = torch.zeros(b, dtype=torch.bool, device=dev)
+        self._extras: Dict[str, torch.Tensor] = {}
+        self.respond(step)
+        self.age += 1
+        timed_out = (self.age >= self.reward.timeout) & ~self._ended
+        if timed_out.any():
+            self.fail(timed_out.nonzero().squeeze(1), self.reward.timeout_penalty)
+        self.task_reward += self._r
+        step.reward += self._r
+        if self._ended.any():
+            lanes = self._ended.nonzero().squeeze(1)
+            step.terminal |= self._ended
+            step.ended.append(TaskEnd(self._success[lanes], self._submitted[lanes], self.task_reward[lanes],
+                                      {k: v[lanes] for k, v in self._extras.items()}))
+            self.task_reward[lanes] = 0.0
+            self.age[lanes] = 0
+            self.start(lanes)
+
+    def state_dict(self) -> dict:
+        return {"age": self.age.clone(), "task_reward": self.task_reward.clone(), "gen": self.gen.get_state(),
+                "task": self.task_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.age = state["age"].clone()
+        self.task_reward = state["task_reward"].clone()
+        self.gen.set_state(state["gen"])
+        self.load_task_state(state["task"])
+
+    def task_state(self) -> dict:
+        """The subclass's own per-lane task-instance state (targets, positions...)."""
+        return {}
+
+    def load_task_state(self, state: dict) -> None:
+        pass

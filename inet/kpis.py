@@ -1,0 +1,97 @@
+"""KPI windows (DESIGN.md section 7): rolling means over iterations and over task instances."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Dict, Iterable, Optional
+
+from .env import Step
+
+CONVERGED = 0.95  # task_success that counts as converged
+
+
+class Rolling:
+    """Mean of the last `size` values, O(1) per value."""
+
+    def __init__(self, size: int):
+        self.values: deque = deque(maxlen=size)
+        self.total = 0.0
+
+    def extend(self, xs: Iterable[float]) -> None:
+        for x in xs:
+            if len(self.values) == self.values.maxlen:
+                self.total -= self.values[0]
+            self.values.append(x)
+            self.total += x
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) == self.values.maxlen
+
+    @property
+    def mean(self) -> float:
+        return self.total / len(self.values) if self.values else float("nan")
+
+    def state_dict(self) -> dict:
+        return {"values": list(self.values), "total": self.total}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values = deque(state["values"], maxlen=self.values.maxlen)
+        self.total = state["total"]
+
+
+class KPITracker:
+    """reward_per_iteration, reward_per_task, task_success, per-task extras, iterations_to_converge."""
+
+    def __init__(self, lanes: int, window: int):
+        self.lanes = lanes
+        self.window = window
+        self.reward = Rolling(max(1, window // lanes))  # mean reward per lockstep iteration
+        self.success = Rolling(window)
+        self.task_reward = Rolling(window)  # submitted task instances only
+        self.extras: Dict[str, Rolling] = {}
+        self.tasks = 0
+        self.converged_at: Optional[int] = None
+
+    def update(self, iteration: int, step: Step) -> None:
+        """Account one lockstep iteration that ended at lane-iteration `iteration`."""
+        self.reward.extend([step.reward.mean().item()])
+        for end in step.ended:
+            successes = end.success.tolist()
+            self.tasks += len(successes)
+            submitted = end.submitted.tolist()
+            self.task_reward.extend(r for r, s in zip(end.reward.tolist(), submitted) if s)
+            for k, v in end.extras.items():
+                self.extras.setdefault(k, Rolling(self.window)).extend(float(x) for x in v.tolist())
+            for s in successes:
+                self.success.extend([float(s)])
+                if self.success.full and self.success.mean >= CONVERGED:
+                    if self.converged_at is None:
+                        self.converged_at = iteration
+                else:
+                    self.converged_at = None
+
+    def snapshot(self) -> Dict[str, float]:
+        out = {
+            "reward_per_iteration": self.reward.mean,
+            "reward_per_task": self.task_reward.mean,
+            "task_success": self.success.mean,
+            "tasks": self.tasks,
+        }
+        out.update({k: r.mean for k, r in self.extras.items()})
+        return out
+
+    def state_dict(self) -> dict:
+        return {"reward": self.reward.state_dict(), "success": self.success.state_dict(),
+                "task_reward": self.task_reward.state_dict(),
+                "extras": {k: r.state_dict() for k, r in self.extras.items()},
+                "tasks": self.tasks, "converged_at": self.converged_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reward.load_state_dict(state["reward"])
+        self.success.load_state_dict(state["success"])
+        self.task_reward.load_state_dict(state["task_reward"])
+        self.extras = {}
+        for k, s in state["extras"].items():
+            self.extras[k] = Rolling(self.window)
+            self.extras[k].load_state_dict(s)
+        self.tasks, self.converged_at = state["tasks"], state["converged_at"]

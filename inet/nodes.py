@@ -1,0 +1,73 @@
+"""Nodes: named fixed-shape tensors with a leading lane dimension.
+
+Besides its value, each node remembers per lane which tape record wrote the
+value (-1: an Environment or the initial zeros). That id is how a loss on a
+node finds the PU runs that produced it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+
+from .config import NodeConfig
+
+ENV = -1  # writer id of values written by an Environment (ends a gradient chain)
+
+
+class Nodes:
+    """All node values [B, *shape] and their writers, one list of record ids per node."""
+
+    def __init__(self, specs: Dict[str, NodeConfig], lanes: int, device: torch.device):
+        self.lanes = lanes
+        self.shapes: Dict[str, tuple] = {n: tuple(s.shape) for n, s in specs.items()}
+        self.values: Dict[str, torch.Tensor] = {
+            n: torch.zeros(lanes, *shape, device=device) for n, shape in self.shapes.items()
+        }
+        self.writers: Dict[str, List[int]] = {n: [ENV] * lanes for n in specs}
+        # CU view: (node, start, stop) over the flattened value, in declaration order.
+        self.cu_views = []
+        for n, s in specs.items():
+            if s.cu_visible:
+                numel = self.values[n][0].numel()
+                start, stop = s.cu_view if s.cu_view is not None else (0, numel)
+                self.cu_views.append((n, start, stop))
+
+    @property
+    def cu_size(self) -> int:
+        return sum(stop - start for _, start, stop in self.cu_views)
+
+    def write(self, name: str, lanes: Sequence[int], value: torch.Tensor, writer: int = ENV) -> None:
+        """Write `value` [len(lanes), *shape] into the given lanes, recording who wrote it.
+
+        Out of place: tape records keep references to the values they read.
+        """
+        if len(lanes) == self.lanes:
+            self.values[name] = value.detach()
+        else:
+            index = torch.tensor(lanes, device=value.device)
+            self.values[name] = self.values[name].index_put((index,), value.detach())
+        w = self.writers[name]
+        for lane in lanes:
+            w[lane] = writer
+
+    def cu_input(self) -> torch.Tensor:
+        """[B, cu_size]: the CU-visible views, concatenated."""
+        parts = [self.values[n].reshape(self.lanes, -1)[:, a:b] for n, a, b in self.cu_views]
+        return torch.cat(parts, 1)
+
+    def live_writers(self) -> set:
+        """Ids of all records whose output is still held by some node in some lane."""
+        live = set()
+        for w in self.writers.values():
+            live.update(w)
+        live.discard(ENV)
+        return live
+
+    def state_dict(self) -> dict:
+        return {"values": {n: v.clone() for n, v in self.values.items()},
+                "writers": {n: list(w) for n, w in self.writers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values = {n: v.clone() for n, v in state["values"].items()}
+        self.writers = {n: list(w) for n, w in state["writers"].items()}

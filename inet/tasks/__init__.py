@@ -1,0 +1,1 @@
+"""Tasks: one Environment subclass per module, with its teacher and pre-training data."""

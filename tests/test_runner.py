@@ -1,0 +1,64 @@
+"""`inet run` end to end: the run directory of DESIGN.md section 8."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+KPIS = ("reward_per_iteration", "reward_per_task", "task_success", "optimal_route_rate", "iterations_to_converge",
+        "iterations", "wall_seconds", "iterations_per_second", "seed", "config_hash", "versions")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    cmd = [sys.executable, "-m", "inet.cli", "run", "experiment=multitask/base", "iterations=1500",
+           "log_interval=500", "seed=7", "progress=false", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "task_success" in proc.stdout  # the KPI table
+    return out
+
+
+def test_run_directory_holds_every_output(run_dir):
+    for rel in (".hydra/config.yaml", "kpis.csv", "summary.json", "checkpoint.pt", "plots/kpis.png", "pus/pu0.pt"):
+        assert (run_dir / rel).is_file(), rel
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_summary_and_kpis_agree(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for k in KPIS:
+        assert k in summary, k
+    assert summary["iterations"] == 1500 and summary["seed"] == 7
+    df = pd.read_csv(run_dir / "kpis.csv")
+    assert df["iteration"].tolist() == [500, 1000, 1500]
+    assert df["task_success"].iloc[-1] == pytest.approx(summary["task_success"])
+    assert 0.0 <= summary["task_success"] <= 1.0
+
+
+def test_tensorboard_tags_use_stable_prefixes_and_log_the_config(run_dir):
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    scalars = set(tags["scalars"])
+    assert {"charts/task_success", "charts/reward_per_iteration", "losses/td_loss", "rollout/epsilon",
+            "time/iterations_per_second"} <= scalars
+    assert all(t.split("/")[0] in {"charts", "losses", "rollout", "time"} for t in scalars)
+    assert [e.step for e in acc.Scalars("charts/task_success")] == [500, 1000, 1500]
+    assert any(t.startswith("config") for t in tags["tensors"])
+
+
+def test_saved_pu_loads_back_as_pretrained(run_dir):
+    from inet.cli import compose
+    from inet.engine import Engine
+
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert ckpt["engine"]["iteration"] == 1500
+    engine = Engine(compose([f"pus.pu1.pretrained={run_dir / 'pus' / 'pu1.pt'}", "pus.pu1.freeze=true"]))
+    for k, v in engine.pus["pu1"].state_dict().items():
+        assert torch.equal(v, ckpt["engine"]["pus"][f"pu1.{k}"])
+    assert not any(p.requires_grad for p in engine.pus["pu1"].parameters())
