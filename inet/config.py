@@ -135,6 +135,9 @@ class PUOptimConfig:
     # multitask PUs reach the 0.05 tolerance (1e-3 plateaued near 90% task success).
     lr: float = 3e-4
     clip_grad_norm: Optional[float] = None  # per-PU gradient norm clip
+    # paper 6.1: damp a PU's gradient to `guard` x its running average norm (null = off)
+    guard: Optional[float] = None
+    guard_beta: float = 0.99
 
 
 @dataclass
@@ -262,6 +265,9 @@ def validate(cfg: RunConfig) -> None:
     _require(cfg.pu_optim.lr > 0, "pu_optim.lr", f"must be > 0, got {cfg.pu_optim.lr}")
     if cfg.pu_optim.clip_grad_norm is not None:
         _require(cfg.pu_optim.clip_grad_norm > 0, "pu_optim.clip_grad_norm", "must be > 0 or null")
+    if cfg.pu_optim.guard is not None:
+        _require(cfg.pu_optim.guard >= 1.0, "pu_optim.guard", f"must be >= 1 (a multiple of the running norm) or null, got {cfg.pu_optim.guard}")
+    _require(0.0 < cfg.pu_optim.guard_beta < 1.0, "pu_optim.guard_beta", f"must be in (0, 1), got {cfg.pu_optim.guard_beta}")
     tw = cfg.training_wheels
     _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
     _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")

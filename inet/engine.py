@@ -30,6 +30,7 @@ from .env import Environment, Step
 from .kpis import KPITracker
 from .nodes import ENV, Nodes
 from .pretrain import pretrain
+from .pu_optim import PUOptimizer
 from .pus import build_pu, import_object, run_pu
 from .tape import Tape
 
@@ -57,6 +58,9 @@ class Engine:
         self.pus = nn.ModuleDict({n: build_pu(n, p, self.nodes.shapes) for n, p in cfg.pus.items()}).to(dev)
         self.pretrain_loss = {n: pretrain(n, self.pus[n], p.pretrain, gens["pretrain"], dev)
                               for n, p in cfg.pus.items() if p.pretrain.steps > 0}
+        for n, p in cfg.pus.items():
+            if p.freeze:  # after pre-training: freeze holds what was loaded or pre-trained
+                self.pus[n].requires_grad_(False)
 
         self.envs: Dict[str, Environment] = {}
         for name, ecfg in cfg.envs.items():
@@ -91,10 +95,7 @@ class Engine:
         self.cu = ControlUnit(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
 
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay)
-        groups = [{"params": [p for p in pu.parameters() if p.requires_grad],
-                   "lr": cfg.pus[n].lr or cfg.pu_optim.lr} for n, pu in self.pus.items()]
-        groups = [g for g in groups if g["params"]]
-        self.pu_optimizer = torch.optim.Adam(groups, lr=cfg.pu_optim.lr, fused=True) if groups else None
+        self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr or cfg.pu_optim.lr for n, p in cfg.pus.items()})
 
         self.iteration = 0
         self.history = torch.zeros(b, sizes["history"], device=dev)
@@ -179,8 +180,8 @@ class Engine:
             g = self.cu.obs_grad(obs, actions, reward, next_obs, terminal)
             self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
         self.stats["tape_visited"] = self.tape.sweep(self.pus)
-        if self.stats["tape_visited"] and self.pu_optimizer is not None:
-            self._pu_step()
+        if self.stats["tape_visited"]:
+            self.pu_optimizer.step()
 
         before, self.iteration = self.iteration, self.iteration + b
         if self.script is None:
@@ -228,16 +229,6 @@ class Engine:
                 gv = F.pad(gv, (start, numel - stop))
             self.tape.add_grad(self.obs_writers[node], node, lanes, gv.reshape(self.lanes, *shape))
 
-    def _pu_step(self) -> None:
-        clip = self.cfg.pu_optim.clip_grad_norm
-        if clip is not None:
-            for pu in self.pus.values():
-                params = [p for p in pu.parameters() if p.grad is not None]
-                if params:
-                    nn.utils.clip_grad_norm_(params, clip)
-        self.pu_optimizer.step()
-        self.pu_optimizer.zero_grad(set_to_none=True)
-
     def _train_cu(self, before: int, after: int) -> None:
         c = self.cfg.cu
         if after < c.learning_starts or self.cu.replay.size < c.batch_size:
@@ -259,6 +250,7 @@ class Engine:
             "tape_records": len(self.tape),
             "cu_updates": self.cu.updates,
             "replay_ratio": self.cfg.cu.gradient_steps / self.cfg.cu.train_freq,
+            "guarded_updates": self.pu_optimizer.guarded,
         })
         return out
 
@@ -267,7 +259,7 @@ class Engine:
             "iteration": self.iteration,
             "nodes": self.nodes.state_dict(),
             "pus": self.pus.state_dict(),
-            "pu_optimizer": self.pu_optimizer.state_dict() if self.pu_optimizer else None,
+            "pu_optimizer": self.pu_optimizer.state_dict(),
             "cu": self.cu.state_dict(),
             "tape": self.tape.state_dict(),
             "envs": {n: e.state_dict() for n, e in self.envs.items()},
@@ -284,8 +276,7 @@ class Engine:
         self.iteration = state["iteration"]
         self.nodes.load_state_dict(state["nodes"])
         self.pus.load_state_dict(state["pus"])
-        if self.pu_optimizer is not None:
-            self.pu_optimizer.load_state_dict(state["pu_optimizer"])
+        self.pu_optimizer.load_state_dict(state["pu_optimizer"])
         self.cu.load_state_dict(state["cu"])
         self.tape.load_state_dict(state["tape"])
         for n, e in self.envs.items():

@@ -20,6 +20,7 @@ TAGS = {
     "tape_records": "rollout/tape_records",
     "cu_updates": "rollout/cu_updates",
     "replay_ratio": "rollout/replay_ratio",
+    "guarded_updates": "rollout/guarded_updates",
     "iterations_per_second": "time/iterations_per_second",
 }
 

@@ -25,4 +25,4 @@ def pretrain(name: str, pu: nn.Module, cfg: PretrainConfig, generator: torch.Gen
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return float(loss)
+    return float(loss.detach())

@@ -133,7 +133,7 @@ def build_pu(name: str, cfg: PUConfig, shapes: Dict[str, tuple]) -> nn.Module:
     _check_shapes(key, pu, ins, outs)
     if cfg.pretrained:
         _load_pretrained(key, pu, cfg.pretrained)
-    if not cfg.trainable or cfg.freeze:
+    if not cfg.trainable:
         pu.requires_grad_(False)
     return pu
 

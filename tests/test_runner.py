@@ -62,3 +62,15 @@ def test_saved_pu_loads_back_as_pretrained(run_dir):
     for k, v in engine.pus["pu1"].state_dict().items():
         assert torch.equal(v, ckpt["engine"]["pus"][f"pu1.{k}"])
     assert not any(p.requires_grad for p in engine.pus["pu1"].parameters())
+
+
+def test_freeze_keeps_pretrained_weights_fixed_during_the_run():
+    from inet.cli import compose
+    from inet.engine import Engine
+
+    engine = Engine(compose(["experiment=multitask/pretrained", "pus.pu1.freeze=true"]))
+    assert engine.pretrain_loss["pu1"] < 0.01  # pre-training ran although the PU is frozen afterwards
+    before = [p.clone() for p in engine.pus["pu1"].parameters()]
+    for _ in range(300):
+        engine.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, engine.pus["pu1"].parameters()))

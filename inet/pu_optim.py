@@ -1,0 +1,69 @@
+"""The PUs' optimizer: one Adam step per iteration that produced gradients, with per-PU
+clipping and the gradient guard of paper 6.1.
+
+The guard protects trained PUs from wrongful use: when the CU runs a PU on data it
+is not meant for, the PU's gradient is typically far larger than on its own task,
+and Adam (which normalises by a running gradient scale) would turn one such
+gradient into a full-size step. With `guard: k`, a PU whose gradient norm exceeds
+k times its running average (EMA with factor `guard_beta`) has its gradient
+scaled down to k times that average; the average is updated with the damped norm.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from .config import PUOptimConfig
+
+
+class PUOptimizer:
+    """Adam over all trainable PU parameters (one param group per PU)."""
+
+    def __init__(self, pus: nn.ModuleDict, cfg: PUOptimConfig, lrs: Dict[str, float]):
+        self.cfg = cfg
+        self.params: Dict[str, List[nn.Parameter]] = {
+            n: [p for p in pu.parameters() if p.requires_grad] for n, pu in pus.items()}
+        self.params = {n: ps for n, ps in self.params.items() if ps}
+        groups = [{"params": ps, "lr": lrs[n]} for n, ps in self.params.items()]
+        self.adam = torch.optim.Adam(groups, lr=cfg.lr, fused=True) if groups else None
+        self.grad_ema: Dict[str, float] = {}
+        self.guarded = 0  # how many PU updates the guard damped
+
+    def step(self) -> None:
+        """Clip/guard each PU's gradient, take one Adam step, clear gradients."""
+        if self.adam is None:
+            return
+        if self.cfg.clip_grad_norm is not None or self.cfg.guard is not None:
+            for name, params in self.params.items():
+                grads = [p.grad for p in params if p.grad is not None]
+                if grads:
+                    self._limit(name, grads)
+        self.adam.step()
+        self.adam.zero_grad(set_to_none=True)
+
+    def _limit(self, name: str, grads: List[torch.Tensor]) -> None:
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
+        limit = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else float("inf")
+        if self.cfg.guard is not None:
+            ema = self.grad_ema.get(name)
+            if ema is not None and norm > self.cfg.guard * ema:
+                limit = min(limit, self.cfg.guard * ema)
+                self.guarded += 1
+        if norm > limit:
+            torch._foreach_mul_(grads, limit / norm)
+            norm = limit
+        if self.cfg.guard is not None:
+            b = self.cfg.guard_beta
+            self.grad_ema[name] = norm if name not in self.grad_ema else b * self.grad_ema[name] + (1 - b) * norm
+
+    def state_dict(self) -> dict:
+        return {"adam": self.adam.state_dict() if self.adam else None,
+                "grad_ema": dict(self.grad_ema), "guarded": self.guarded}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.adam is not None:
+            self.adam.load_state_dict(state["adam"])
+        self.grad_ema = dict(state["grad_ema"])
+        self.guarded = state["guarded"]
