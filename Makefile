@@ -19,10 +19,10 @@ run: setup
 	$(BIN)/inet run $(ARGS)
 
 test: setup
-	$(BIN)/pytest -m "not slow" -q $(ARGS)
+	$(BIN)/pytest -m "not slow" -q -n 2 $(ARGS)
 
 test-all: setup
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/pytest -q -n 2 $(ARGS)
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
