@@ -100,14 +100,16 @@ class CUConfig:
     dueling: bool = False
     learning_rate: float = 1e-3
     buffer_size: int = 10_000
-    learning_starts: int = 500
+    learning_starts: int = 100
     batch_size: int = 32
     gamma: float = 0.9
     train_freq: int = 1
     gradient_steps: int = 1
     target_update_interval: int = 250
     tau: float = 1.0
-    exploration_fraction: float = 0.1
+    # Short: a long uniformly random phase trains every PU on the mixture of all targets,
+    # which seeds the wrong-partition local optimum in multitask (see README).
+    exploration_fraction: float = 0.02
     exploration_initial_eps: float = 1.0
     exploration_final_eps: float = 0.01
     max_grad_norm: float = 10.0

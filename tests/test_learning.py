@@ -1,0 +1,58 @@
+"""Learning claims tested as learning: seeded runs that must reach a stated KPI within a stated budget.
+
+Each run uses the experiment's own config; the overrides are the seed, the
+iteration budget and, for lanes, the lane count with its batch-scaled settings.
+`task_success` is measured during training (with exploration) over the last
+1,000 task instances; "converged" is `iterations_to_converge` (>= 0.95 from then
+to the end of the run).
+"""
+import pytest
+
+from inet.cli import compose
+from inet.engine import Engine
+
+SEEDS = [0, 1, 2]
+FROZEN = ["pus.pu0.freeze=true", "pus.pu1.freeze=true", "pus.pu2.freeze=true"]
+LANES16 = ["lanes=16", "cu.train_freq=2"]  # replay ratio 1/2: 8 CU updates per lockstep iteration
+
+
+def train(overrides: list) -> Engine:
+    cfg = compose(overrides)
+    engine = Engine(cfg)
+    while engine.iteration < cfg.iterations:
+        engine.step()
+    return engine
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pretrained_converges_by_the_intended_route_within_10k_iterations(seed):
+    engine = train(["experiment=multitask/pretrained", f"seed={seed}", "iterations=10000"])
+    m = engine.metrics()
+    assert engine.kpis.converged_at is not None and m["task_success"] >= 0.95, m
+    assert m["optimal_route_rate"] >= 0.9, m  # pu0 first, then the PU for the larger input
+
+
+@pytest.mark.parametrize("view", [[], ["nodes.n0.cu_visible=true", "nodes.n1.cu_visible=true"]], ids=["base", "cu_inputs"])
+def test_cu_alone_learns_the_routing_with_frozen_pretrained_pus_within_6k_iterations(view):
+    """With the PUs fixed, the IN is plain RL: the DQN itself must learn the task quickly."""
+    engine = train(["experiment=multitask/pretrained", "seed=0", "iterations=6000", *FROZEN, *view])
+    m = engine.metrics()
+    assert m["task_success"] >= 0.95, m
+
+
+def test_pretrained_with_16_lanes_converges_within_20k_lane_iterations():
+    engine = train(["experiment=multitask/pretrained", "seed=0", "iterations=20000", *LANES16])
+    m = engine.metrics()
+    assert engine.kpis.converged_at is not None and m["task_success"] >= 0.95, m
+
+
+# The issue's claim for learning PUs and CU together from scratch. Measured (README, "Results"):
+# the first route partition is seeded by the PUs' initial outputs, and an inverted one
+# (pu1 for b/2 cases) is a stable local optimum that uniform exploration cannot repair.
+# Some seeds converge in 15-20k iterations, others stay at ~0.15 task success.
+@pytest.mark.slow
+@pytest.mark.xfail(reason="multitask/cu_inputs from scratch is bistable: not every seed reaches 0.95 in 40k", strict=True)
+def test_cu_inputs_reaches_95_percent_for_seeds_0_1_2_within_40k_iterations():
+    results = [train(["experiment=multitask/cu_inputs", f"seed={s}", "iterations=40000"]).metrics()["task_success"]
+               for s in SEEDS]
+    assert min(results) >= 0.95, results
