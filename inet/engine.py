@@ -51,8 +51,9 @@ class Engine:
         self.lanes = b = cfg.lanes
         self.device = dev = torch.device(cfg.device)
         seed_everything(cfg.seed)
+        # One generator per consumer, so adding an Environment never shifts another's draws.
         gens = {k: torch.Generator(dev).manual_seed(cfg.seed * 1000 + i)
-                for i, k in enumerate(["cu", "pretrain", *cfg.envs])}
+                for i, k in enumerate(["cu", "pretrain", *(f"env:{e}" for e in cfg.envs)])}
 
         self.nodes = Nodes(cfg.nodes, b, dev)
         self.pus = nn.ModuleDict({n: build_pu(n, p, self.nodes.shapes) for n, p in cfg.pus.items()}).to(dev)
@@ -65,13 +66,14 @@ class Engine:
         self.envs: Dict[str, Environment] = {}
         for name, ecfg in cfg.envs.items():
             cls = import_object(ecfg._target_, f"envs.{name}._target_")
-            self.envs[name] = cls(name, ecfg, self.nodes, b, dev, gens[name])
+            self.envs[name] = cls(name, ecfg, self.nodes, b, dev, gens[f"env:{name}"])
         self.actions: List[tuple] = [(env, a) for env in self.envs.values() for a in env.actions]
         self.actions += [(None, n) for n in cfg.pus]
         self.action_names = [a for _, a in self.actions]
         dup = {a for a in self.action_names if self.action_names.count(a) > 1}
         if dup:
-            raise ConfigError(f"pus: action names must be unique; {sorted(dup)} is both an env action and a PU")
+            raise ConfigError(f"pus: action names {sorted(dup)} are used twice; env actions and PU names "
+                              "together must be unique, so rename the PU")
         self.action_index = {a: i for i, a in enumerate(self.action_names)}
         for env in self.envs.values():
             env.bind(self.action_index)
@@ -189,7 +191,6 @@ class Engine:
         self.tape.prune(self.nodes.live_writers())
         self.obs, self.obs_writers = next_obs, next_writers
         self.kpis.update(self.iteration, step)
-        self.last_step = step
         return step
 
     # -- learning -----------------------------------------------------------------
