@@ -97,7 +97,7 @@ class Engine:
         self.cu = ControlUnit(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
 
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay)
-        self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr or cfg.pu_optim.lr for n, p in cfg.pus.items()})
+        self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
 
         self.iteration = 0
         self.history = torch.zeros(b, sizes["history"], device=dev)

@@ -10,7 +10,7 @@ scaled down to k times that average; the average is updated with the damped norm
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -21,12 +21,13 @@ from .config import PUOptimConfig
 class PUOptimizer:
     """Adam over all trainable PU parameters (one param group per PU)."""
 
-    def __init__(self, pus: nn.ModuleDict, cfg: PUOptimConfig, lrs: Dict[str, float]):
+    def __init__(self, pus: nn.ModuleDict, cfg: PUOptimConfig, lrs: Dict[str, Optional[float]]):
+        """`lrs`: per-PU learning rates; None falls back to `cfg.lr`."""
         self.cfg = cfg
         self.params: Dict[str, List[nn.Parameter]] = {
             n: [p for p in pu.parameters() if p.requires_grad] for n, pu in pus.items()}
         self.params = {n: ps for n, ps in self.params.items() if ps}
-        groups = [{"params": ps, "lr": lrs[n]} for n, ps in self.params.items()]
+        groups = [{"params": ps, "lr": lrs.get(n) or cfg.lr} for n, ps in self.params.items()]
         self.adam = torch.optim.Adam(groups, lr=cfg.lr, fused=True) if groups else None
         self.grad_ema: Dict[str, float] = {}
         self.guarded = 0  # how many PU updates the guard damped
@@ -44,7 +45,7 @@ class PUOptimizer:
         self.adam.zero_grad(set_to_none=True)
 
     def _limit(self, name: str, grads: List[torch.Tensor]) -> None:
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
+        norm = nn.utils.get_total_norm(grads).item()
         limit = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else float("inf")
         if self.cfg.guard is not None:
             ema = self.grad_ema.get(name)
@@ -52,7 +53,8 @@ class PUOptimizer:
                 limit = min(limit, self.cfg.guard * ema)
                 self.guarded += 1
         if norm > limit:
-            torch._foreach_mul_(grads, limit / norm)
+            for g in grads:
+                g.mul_(limit / norm)
             norm = limit
         if self.cfg.guard is not None:
             b = self.cfg.guard_beta
