@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -68,22 +68,78 @@ def explain(e: BaseException) -> str:
     return "\n".join(lines)
 
 
+def _key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
+
+
+def _value(argv: Sequence[str], key: str) -> Optional[str]:
+    vals = [a.split("=", 1)[1] for a in argv if "=" in a and _key(a) == key]
+    return vals[-1] if vals else None
+
+
+def prepare(argv: List[str]) -> List[str]:
+    """Check a single run's arguments before Hydra creates or touches any directory.
+
+    - `resume=true` needs `hydra.run.dir`; the run's own overrides (its
+      .hydra/overrides.yaml) are reapplied under the new ones, and Hydra is told not
+      to rewrite that .hydra/; the checkpoint is checked against the config.
+    - without `resume=true`, a `hydra.run.dir` that already holds a run is refused.
+    - the composed config is validated (ranges, names, graph), so a bad value fails here.
+    Raises ConfigError naming the key and the fix. Multirun and flags (--cfg, -m) pass through.
+    """
+    if any(a.startswith("-") for a in argv):
+        return argv
+    from .runner import holds_run
+
+    run_dir = _value(argv, "hydra.run.dir")
+    resume = (_value(argv, "resume") or "false").lower() in ("true", "yes", "on", "1")
+    if resume:
+        if run_dir is None:
+            raise ConfigError("resume: resume=true continues the run in hydra.run.dir; add "
+                              "hydra.run.dir=<that run's directory>")
+        saved = Path(run_dir) / ".hydra" / "overrides.yaml"
+        if saved.is_file():
+            given = {_key(a) for a in argv}
+            argv = [a for a in OmegaConf.load(saved) if _key(a) not in given] + argv
+        argv = [*argv, "hydra.output_subdir=null"]
+    elif run_dir is not None and holds_run(Path(run_dir)):
+        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; add resume=true to continue it, "
+                          "or choose another directory")
+    cfg = compose([a for a in argv if not _key(a).startswith("hydra")])
+    if resume:
+        from . import checkpoint
+
+        checkpoint.load(Path(run_dir) / checkpoint.FILENAME, cfg)
+    return argv
+
+
 def _hydra_run(argv: List[str]) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from .runner import run
+    from .guards import NonFiniteError
+    from .runner import RunInterrupted, run
 
+    try:
+        argv = prepare(argv)
+    except ConfigError as e:
+        print(f"inet: config error: {e}", file=sys.stderr)
+        sys.exit(2)
     _register_schema()
 
     @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="config")
     def app(cfg: DictConfig) -> None:
         try:
-            run_cfg = to_run_config(cfg)
+            run(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
         except ConfigError as e:
             print(f"inet: config error: {e}", file=sys.stderr)
             sys.exit(2)
-        run(run_cfg, Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
+        except RunInterrupted as e:
+            print(f"inet: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except NonFiniteError as e:
+            print(f"inet: non-finite value: {e}", file=sys.stderr)
+            sys.exit(3)
 
     sys.argv = ["inet run", *argv]
     app()

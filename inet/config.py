@@ -14,6 +14,7 @@ CU_INPUT_PARTS = ("history", "signals", "nodes", "meta")
 PU_KINDS = ("mlp", "gru", "mover", "constant", "custom")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 REWARD_SHAPES = ("exp", "binary")
+NONFINITE_POLICIES = ("raise", "skip")
 
 
 class ConfigError(ValueError):
@@ -163,6 +164,11 @@ class RunConfig:
     log_interval: int = 1000
     kpi_window: int = 1000  # iterations for reward_per_iteration, tasks for task KPIs
     progress: bool = True
+    # write checkpoint.pt every this many lane-iterations (0: only at the end and on SIGTERM/SIGINT)
+    checkpoint_interval: int = 10_000
+    resume: bool = False  # continue the run in hydra.run.dir from its checkpoint.pt
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    nonfinite: str = "raise"  # a NaN/inf value, loss or gradient: raise (stop), or skip the update and count it
     nodes: Dict[str, NodeConfig] = field(default_factory=dict)
     pus: Dict[str, PUConfig] = field(default_factory=dict)
     envs: Dict[str, EnvConfig] = field(default_factory=dict)
@@ -192,6 +198,8 @@ def validate(cfg: RunConfig) -> None:
     _require(cfg.lanes >= 1, "lanes", f"must be >= 1, got {cfg.lanes}")
     _require(cfg.threads >= 1, "threads", f"must be >= 1, got {cfg.threads}")
     _require(cfg.log_interval >= 1, "log_interval", f"must be >= 1, got {cfg.log_interval}")
+    _require(cfg.checkpoint_interval >= 0, "checkpoint_interval", f"must be >= 0 (0 = only at the end), got {cfg.checkpoint_interval}")
+    _require(cfg.nonfinite in NONFINITE_POLICIES, "nonfinite", f"choose one of {list(NONFINITE_POLICIES)}, got '{cfg.nonfinite}'")
     _require(cfg.kpi_window >= 1, "kpi_window", f"must be >= 1, got {cfg.kpi_window}")
     _require(
         cfg.device == "cpu" or cfg.device.startswith("cuda"),

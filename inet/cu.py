@@ -9,13 +9,14 @@ from the CU (DESIGN.md section 3).
 from __future__ import annotations
 
 import copy
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import CUConfig
+from .guards import finite
 from .replay import ReplayBuffer
 
 
@@ -55,7 +56,6 @@ class ControlUnit:
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
         self.updates = 0
         self.last_loss = float("nan")
-        self.last_q = float("nan")
 
     def epsilon(self, iteration: int) -> float:
         """Linear decay over `exploration_fraction` of the run (SB3's schedule)."""
@@ -90,16 +90,22 @@ class ControlUnit:
         q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         return F.smooth_l1_loss(q, self._td_target(rewards, next_obs, terminal))
 
-    def train_step(self) -> None:
-        """One gradient step on a replay batch."""
+    def train_step(self) -> Optional[str]:
+        """One gradient step on a replay batch. A non-finite loss or gradient skips it and is described."""
         obs, actions, rewards, next_obs, terminal = self.replay.sample(self.cfg.batch_size, self.gen)
         loss = self._td_loss(obs, actions, rewards, next_obs, terminal)
         self.optimizer.zero_grad(set_to_none=True)
+        if not finite(loss):
+            return f"the CU's TD loss is {loss.item()}"
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        norm = nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        if not finite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return "the CU's Q-network got a non-finite gradient"
         self.optimizer.step()
         self.updates += 1
         self.last_loss = loss.detach()
+        return None
 
     def update_target(self) -> None:
         if self.cfg.tau >= 1.0:
@@ -121,7 +127,7 @@ class ControlUnit:
     def state_dict(self) -> dict:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
-                "updates": self.updates, "gen": self.gen.get_state()}
+                "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.q.load_state_dict(state["q"])
@@ -129,4 +135,5 @@ class ControlUnit:
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay.load_state_dict(state["replay"])
         self.updates = state["updates"]
+        self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])

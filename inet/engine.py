@@ -27,6 +27,7 @@ from torch import nn
 from .config import ConfigError, RunConfig, validate
 from .cu import ControlUnit
 from .env import Environment, Step
+from .guards import NonFiniteError, finite
 from .kpis import KPITracker
 from .nodes import ENV, Nodes
 from .pretrain import pretrain
@@ -103,7 +104,7 @@ class Engine:
         self.history = torch.zeros(b, sizes["history"], device=dev)
         self.meta = torch.zeros(b, 2, device=dev)
         self.kpis = KPITracker(b, cfg.kpi_window)
-        self.stats = {"pu_loss": float("nan"), "tape_visited": 0}
+        self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         for env in self.envs.values():
             env.reset()
         self.obs, self.obs_writers = self._observe()
@@ -133,6 +134,10 @@ class Engine:
         parents = [[w[lane] for lane in lanes] for w in (self.nodes.writers[n] for n in cfg.inputs)]
         with torch.no_grad():
             outs = run_pu(self.pus[name], inputs, len(lanes))
+        bad = [n for n, o in zip(cfg.outputs, outs) if not finite(o)]
+        if bad:
+            self._nonfinite(f"PU '{name}' wrote a non-finite value into node '{bad[0]}'")
+            return
         rid = self.tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs)
         for n, o in zip(cfg.outputs, outs):
             self.nodes.write(n, lanes, o, rid)
@@ -144,13 +149,17 @@ class Engine:
             actions = self.script(self.first_env).to(self.device)
             false = torch.zeros(self.lanes, dtype=torch.bool, device=self.device)
             return actions, false, ~false
-        actions, explore, argmax, _ = self.cu.act(self.obs, self.cu.epsilon(self.iteration))
+        actions, explore, argmax, q = self.cu.act(self.obs, self.cu.epsilon(self.iteration))
+        if not finite(q):
+            raise NonFiniteError(f"iteration {self.current}: the CU's Q-values are not finite "
+                                 "(its weights or inputs are broken; this cannot be skipped)")
         return actions, explore, argmax
 
     # -- one iteration --------------------------------------------------------------
     def step(self) -> Step:
         """One lockstep iteration of Algorithm 1 (see module docstring)."""
         b, dev, cfg = self.lanes, self.device, self.cfg
+        self.current = self.iteration + b  # the iteration count once this step is done (as logged)
         obs = self.obs
         actions, explore, argmax = self._choose()
         wheels = self.teacher is not None and self.iteration < cfg.training_wheels.iterations
@@ -180,10 +189,15 @@ class Engine:
         self._node_losses(step)
         if self._cu_grad_active():
             g = self.cu.obs_grad(obs, actions, reward, next_obs, terminal)
-            self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
+            if finite(g):
+                self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
+            else:
+                self._nonfinite("the CU's TD gradient into the nodes is not finite")
         self.stats["tape_visited"] = self.tape.sweep(self.pus)
         if self.stats["tape_visited"]:
-            self.pu_optimizer.step()
+            problem = self.pu_optimizer.step()
+            if problem:
+                self._nonfinite(problem)
 
         before, self.iteration = self.iteration, self.iteration + b
         if self.script is None:
@@ -206,6 +220,9 @@ class Engine:
             with torch.enable_grad():
                 loss = loss_fn(v) * scale
                 (g,) = torch.autograd.grad(loss, v)
+            if not finite(loss):
+                self._nonfinite(f"the loss on node '{node}' is {loss.item()}")
+                continue
             total += loss.detach()
             self.tape.add_grad(writers, node, lanes, g)
         self.stats["pu_loss"] = total
@@ -236,9 +253,17 @@ class Engine:
             return
         due = after // c.train_freq - before // c.train_freq
         for _ in range(due * c.gradient_steps):
-            self.cu.train_step()
+            problem = self.cu.train_step()
+            if problem:
+                self._nonfinite(problem)
         if after // c.target_update_interval != before // c.target_update_interval:
             self.cu.update_target()
+
+    def _nonfinite(self, what: str) -> None:
+        """A non-finite value was caught (and its update not applied): stop, or count it (nonfinite=skip)."""
+        if self.cfg.nonfinite == "raise":
+            raise NonFiniteError(f"iteration {self.current}: {what}")
+        self.stats["nonfinite_skipped"] += 1
 
     # -- reporting and state --------------------------------------------------------
     def metrics(self) -> Dict[str, float]:
@@ -252,6 +277,7 @@ class Engine:
             "cu_updates": self.cu.updates,
             "replay_ratio": self.cfg.cu.gradient_steps / self.cfg.cu.train_freq,
             "guarded_updates": self.pu_optimizer.guarded,
+            "nonfinite_skipped": self.stats["nonfinite_skipped"],
         })
         return out
 
@@ -269,6 +295,7 @@ class Engine:
             "obs": self.obs.clone(),
             "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
             "kpis": self.kpis.state_dict(),
+            "stats": dict(self.stats),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state()},
         }
@@ -287,6 +314,7 @@ class Engine:
         self.obs = state["obs"].clone()
         self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
         self.kpis.load_state_dict(state["kpis"])
+        self.stats = dict(state["stats"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])

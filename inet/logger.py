@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -21,23 +22,48 @@ TAGS = {
     "cu_updates": "rollout/cu_updates",
     "replay_ratio": "rollout/replay_ratio",
     "guarded_updates": "rollout/guarded_updates",
+    "nonfinite_skipped": "rollout/nonfinite_skipped",
     "iterations_per_second": "time/iterations_per_second",
 }
 
 
 class RunLogger:
-    """Writes each metrics row to TensorBoard and kpis.csv (columns fixed by the first row)."""
+    """Writes each metrics row to TensorBoard and kpis.csv (columns fixed by the first row).
 
-    def __init__(self, run_dir: Path, config_yaml: str):
-        self.writer = SummaryWriter(str(run_dir / "tb"))
-        self.writer.add_text("config", "```yaml\n" + config_yaml + "\n```", 0)
+    Wall-clock metrics (tags under `time/`) go to TensorBoard only, so kpis.csv is
+    a pure function of the config and seed. With `resume_at=k` (a resumed run whose
+    checkpoint is at iteration k), kpis.csv keeps its rows up to k and is appended
+    to, and TensorBoard purges its events after k, so no step repeats or is missing.
+    """
+
+    def __init__(self, run_dir: Path, config_yaml: str, resume_at: Optional[int] = None):
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_at is None else resume_at + 1)
         self.csv_path = run_dir / "kpis.csv"
         self._file = None
         self._columns: List[str] = []
+        if resume_at is None:
+            self.writer.add_text("config", "```yaml\n" + config_yaml + "\n```", 0)
+        elif self.csv_path.exists():
+            self._reopen(resume_at)
+
+    def _reopen(self, resume_at: int) -> None:
+        with open(self.csv_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0], *(r for r in rows[1:] if r and int(r[0]) <= resume_at)]
+        tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, self.csv_path)
+        self._columns = rows[0]
+        self._file = open(self.csv_path, "a", newline="")
+        self._csv = csv.writer(self._file)
 
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         for k, v in row.items():
             self.writer.add_scalar(TAGS.get(k, f"charts/{k}"), v, iteration)
+        row = {k: v for k, v in row.items() if not TAGS.get(k, "").startswith("time/")}
         if self._file is None:
             self._columns = ["iteration", *row]
             self._file = open(self.csv_path, "w", newline="")

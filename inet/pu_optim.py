@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import PUOptimConfig
+from .guards import finite
 
 
 class PUOptimizer:
@@ -32,17 +33,25 @@ class PUOptimizer:
         self.grad_ema: Dict[str, float] = {}
         self.guarded = 0  # how many PU updates the guard damped
 
-    def step(self) -> None:
-        """Clip/guard each PU's gradient, take one Adam step, clear gradients."""
+    def step(self) -> Optional[str]:
+        """Clip/guard each PU's gradient, take one Adam step, clear gradients.
+
+        A non-finite gradient skips the step; the return value then names the PU.
+        """
         if self.adam is None:
-            return
+            return None
+        grads = {n: [p.grad for p in ps if p.grad is not None] for n, ps in self.params.items()}
+        grads = {n: gs for n, gs in grads.items() if gs}
+        if grads and not finite(nn.utils.get_total_norm([g for gs in grads.values() for g in gs])):
+            bad = next(n for n, gs in grads.items() if not finite(nn.utils.get_total_norm(gs)))
+            self.adam.zero_grad(set_to_none=True)
+            return f"PU '{bad}' got a non-finite gradient"
         if self.cfg.clip_grad_norm is not None or self.cfg.guard is not None:
-            for name, params in self.params.items():
-                grads = [p.grad for p in params if p.grad is not None]
-                if grads:
-                    self._limit(name, grads)
+            for name, gs in grads.items():
+                self._limit(name, gs)
         self.adam.step()
         self.adam.zero_grad(set_to_none=True)
+        return None
 
     def _limit(self, name: str, grads: List[torch.Tensor]) -> None:
         norm = nn.utils.get_total_norm(grads).item()

@@ -1,29 +1,63 @@
 """The runner: one run from a RunConfig to a filled run directory.
 
 Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
-`kpis.csv`, `summary.json`, `checkpoint.pt`, `pus/<name>.pt` (each PU's weights,
-loadable with `pretrained:`), `plots/kpis.png`.
+`kpis.csv`, `summary.json`, `checkpoint.pt` (every `checkpoint_interval`
+iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
+`pus/<name>.pt` (each PU's weights, loadable with `pretrained:`), `plots/kpis.png`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from tqdm import tqdm
 
 from . import __version__
-from .config import RunConfig
+from . import checkpoint
+from .config import ConfigError, RunConfig
 from .engine import Engine
+from .guards import NonFiniteError
 from .logger import RunLogger
 from .plots import plot_kpis
 
 HEADLINE = ("task_success", "reward_per_iteration", "reward_per_task")
+
+
+class RunInterrupted(Exception):
+    """SIGTERM or SIGINT stopped the run; a checkpoint was written first."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _StopSignals:
+    """While active, SIGTERM and SIGINT only set `signum`; the loop checkpoints and stops at the next iteration."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
 
 
 def config_hash(config_yaml: str) -> str:
@@ -38,41 +72,83 @@ def versions() -> Dict[str, str]:
             "omegaconf": omegaconf.__version__, "python": platform.python_version()}
 
 
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` already has a run's outputs (which a new run would overwrite)."""
+    return (run_dir / checkpoint.FILENAME).exists() or (run_dir / "kpis.csv").exists()
 
 
 def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
-    """Train for `cfg.iterations` lane-iterations, write all outputs, print the KPI table."""
-    torch.set_num_threads(cfg.threads)
-    engine = Engine(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logger = RunLogger(run_dir, config_yaml)
-    bar = tqdm(total=cfg.iterations, unit="it", disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
-    start = time.perf_counter()
-    next_log = cfg.log_interval
-    while engine.iteration < cfg.iterations:
-        engine.step()
-        if engine.iteration >= next_log or engine.iteration >= cfg.iterations:
-            row = engine.metrics()
-            row["iterations_per_second"] = engine.iteration / (time.perf_counter() - start)
-            logger.log(engine.iteration, row)
-            bar.update(engine.iteration - bar.n)
-            bar.set_postfix({k: f"{row[k]:.3f}" for k in HEADLINE})
-            while next_log <= engine.iteration:
-                next_log += cfg.log_interval
-    wall = time.perf_counter() - start
-    bar.close()
-    logger.close()
+    """Train for `cfg.iterations` lane-iterations (resuming from run_dir's checkpoint with `cfg.resume`).
 
-    h = config_hash(config_yaml)
-    save_atomic({"engine": engine.state_dict(), "config_hash": h, "inet": __version__}, run_dir / "checkpoint.pt")
+    Writes all outputs and prints the KPI table. Raises ConfigError before any work
+    for a bad resume, RunInterrupted after checkpointing on SIGTERM/SIGINT, and
+    NonFiniteError (naming the last good checkpoint) on a NaN or inf.
+    """
+    ckpt_path = run_dir / checkpoint.FILENAME
+    if cfg.resume:
+        saved: Optional[dict] = checkpoint.load(ckpt_path, cfg)
+    elif holds_run(run_dir):
+        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; add resume=true to continue it, "
+                          "or choose another directory")
+    else:
+        saved = None
+    if saved is not None and saved["engine"]["iteration"] >= cfg.iterations:
+        print(f"inet: {run_dir} is already complete ({saved['engine']['iteration']} iterations); nothing to resume")
+        return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    engine = Engine(cfg)
+    runner_state = {"next_log": cfg.log_interval, "wall_seconds": 0.0, "checkpoint_iteration": None}
+    if saved is not None:
+        engine.load_state_dict(saved["engine"])
+        runner_state = saved["runner"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def save_checkpoint() -> None:
+        runner_state.update(wall_seconds=wall(), checkpoint_iteration=engine.iteration)
+        checkpoint.save(ckpt_path, cfg, engine.state_dict(), runner_state)
+
+    logger = RunLogger(run_dir, config_yaml, resume_at=engine.iteration if saved is not None else None)
+    bar = tqdm(total=cfg.iterations, initial=engine.iteration, unit="it", disable=not cfg.progress,
+               dynamic_ncols=True, mininterval=0.5)
+    offset, start = runner_state["wall_seconds"], time.perf_counter()
+    wall = lambda: offset + time.perf_counter() - start  # noqa: E731
+    every = cfg.checkpoint_interval
+    try:
+        with _StopSignals() as stop:
+            while engine.iteration < cfg.iterations:
+                before = engine.iteration
+                engine.step()
+                it = engine.iteration
+                if it >= runner_state["next_log"] or it >= cfg.iterations:
+                    row = engine.metrics()
+                    row["iterations_per_second"] = it / wall()
+                    logger.log(it, row)
+                    bar.update(it - bar.n)
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in HEADLINE})
+                    while runner_state["next_log"] <= it:
+                        runner_state["next_log"] += cfg.log_interval
+                if stop.signum or (every and it // every != before // every):
+                    save_checkpoint()
+                if stop.signum:
+                    name = signal.Signals(stop.signum).name
+                    raise RunInterrupted(stop.signum, f"{name} at iteration {it}: checkpoint written to {ckpt_path}; "
+                                         f"continue it with: inet run resume=true hydra.run.dir={run_dir}")
+    except NonFiniteError as e:
+        k = runner_state["checkpoint_iteration"]
+        last = (f"the last good checkpoint is {ckpt_path} (iteration {k}), left intact; resume from it with "
+                f"resume=true hydra.run.dir={run_dir}" if k is not None else "no checkpoint was written before it")
+        raise NonFiniteError(f"{e}; the run stopped ({last}). Set nonfinite=skip to skip such updates "
+                             "and count them instead") from None
+    finally:
+        bar.close()
+        logger.close()
+    save_checkpoint()
+    total_wall = wall()
+
     (run_dir / "pus").mkdir(exist_ok=True)
     for name, pu in engine.pus.items():
-        save_atomic(pu.state_dict(), run_dir / "pus" / f"{name}.pt")
+        checkpoint.save_atomic(pu.state_dict(), run_dir / "pus" / f"{name}.pt")
     final = engine.metrics()
     summary: Dict[str, object] = {
         "name": cfg.name,
@@ -83,10 +159,11 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         **({"optimal_route_rate": final["optimal_route_rate"]} if "optimal_route_rate" in final else {}),
         "iterations_to_converge": engine.kpis.converged_at,
         "tasks": final["tasks"],
-        "wall_seconds": wall,
-        "iterations_per_second": engine.iteration / wall,
-        "iterations_per_second_per_lane": engine.iteration / wall / cfg.lanes,
-        "config_hash": h,
+        "nonfinite_skipped": final["nonfinite_skipped"],
+        "wall_seconds": total_wall,
+        "iterations_per_second": engine.iteration / total_wall,
+        "iterations_per_second_per_lane": engine.iteration / total_wall / cfg.lanes,
+        "config_hash": config_hash(config_yaml),
         "versions": versions(),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
