@@ -152,6 +152,21 @@ class TrainingWheelsConfig:
 
 
 @dataclass
+class TraceConfig:
+    """Windows of iterations recorded into the run's trace/ for the viewer (`inet viz`).
+
+    A window of `window` lane-iterations starts every `interval` lane-iterations
+    (at 0, interval, 2*interval, ...); `lane` is the lane recorded. Action usage
+    (all lanes) is counted over the whole run, one row per `log_interval`.
+    """
+
+    enabled: bool = True
+    interval: int = 10_000
+    window: int = 200
+    lane: int = 0
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs. The top-level keys users override most come first."""
 
@@ -176,6 +191,7 @@ class RunConfig:
     tape: TapeConfig = field(default_factory=TapeConfig)
     pu_optim: PUOptimConfig = field(default_factory=PUOptimConfig)
     training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)
+    trace: TraceConfig = field(default_factory=TraceConfig)
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -278,6 +294,11 @@ def validate(cfg: RunConfig) -> None:
     if cfg.pu_optim.guard is not None:
         _require(cfg.pu_optim.guard >= 1.0, "pu_optim.guard", f"must be >= 1 (a multiple of the running norm) or null, got {cfg.pu_optim.guard}")
     _require(0.0 < cfg.pu_optim.guard_beta < 1.0, "pu_optim.guard_beta", f"must be in (0, 1), got {cfg.pu_optim.guard_beta}")
+    tr = cfg.trace
+    _require(tr.interval >= 1, "trace.interval", f"must be >= 1, got {tr.interval}")
+    _require(tr.window >= 1, "trace.window", f"must be >= 1, got {tr.window}")
+    _require(tr.window <= tr.interval, "trace.window", f"{tr.window} exceeds trace.interval {tr.interval}")
+    _require(0 <= tr.lane < cfg.lanes, "trace.lane", f"must be in [0, lanes={cfg.lanes}), got {tr.lane}")
     tw = cfg.training_wheels
     _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
     _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")

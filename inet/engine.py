@@ -148,11 +148,13 @@ class Engine:
         if self.script is not None:
             actions = self.script(self.first_env).to(self.device)
             false = torch.zeros(self.lanes, dtype=torch.bool, device=self.device)
+            self.last_q, self.last_explore = None, false
             return actions, false, ~false
         actions, explore, argmax, q = self.cu.act(self.obs, self.cu.epsilon(self.iteration))
         if not finite(q):
             raise NonFiniteError(f"iteration {self.current}: the CU's Q-values are not finite "
                                  "(its weights or inputs are broken; this cannot be skipped)")
+        self.last_q, self.last_explore = q, explore  # read by the trace recorder (inet/trace.py)
         return actions, explore, argmax
 
     # -- one iteration --------------------------------------------------------------

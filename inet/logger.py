@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 # metric -> TensorBoard tag; every tag lives under one of a few stable prefixes.
 TAGS = {
@@ -26,6 +28,24 @@ TAGS = {
     "iterations_per_second": "time/iterations_per_second",
 }
 
+# Final KPIs shown as metrics in TensorBoard's HParams tab (tags of this run's own scalars).
+HPARAM_METRICS = ("charts/task_success", "charts/reward_per_iteration", "charts/reward_per_task",
+                  "charts/optimal_route_rate", "charts/iterations_to_converge")
+
+# The custom-scalars dashboard of every run: related curves on one chart.
+LAYOUT = {
+    "KPIs": {
+        "task success and optimal route": ["Multiline", ["charts/task_success", "charts/optimal_route_rate"]],
+        "reward": ["Multiline", ["charts/reward_per_iteration", "charts/reward_per_task"]],
+    },
+    "Learning": {
+        "losses": ["Multiline", ["losses/td_loss", "losses/pu_loss"]],
+        "exploration": ["Multiline", ["rollout/epsilon"]],
+        "tape and guards": ["Multiline", ["rollout/tape_records", "rollout/guarded_updates",
+                                          "rollout/nonfinite_skipped"]],
+    },
+}
+
 
 class RunLogger:
     """Writes each metrics row to TensorBoard and kpis.csv (columns fixed by the first row).
@@ -34,15 +54,24 @@ class RunLogger:
     a pure function of the config and seed. With `resume_at=k` (a resumed run whose
     checkpoint is at iteration k), kpis.csv keeps its rows up to k and is appended
     to, and TensorBoard purges its events after k, so no step repeats or is missing.
+
+    A new run also writes, into its own event file (no extra TensorBoard runs): the
+    config as text, `hparams` (flat dotted keys) with the final KPIs as HParams
+    metrics, and the custom-scalars layout; `finish` adds the final
+    `iterations_to_converge` and the KPI plot as a figure.
     """
 
-    def __init__(self, run_dir: Path, config_yaml: str, resume_at: Optional[int] = None):
+    def __init__(self, run_dir: Path, config_yaml: str, resume_at: Optional[int] = None,
+                 hparams: Optional[Dict[str, object]] = None):
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_at is None else resume_at + 1)
         self.csv_path = run_dir / "kpis.csv"
         self._file = None
         self._columns: List[str] = []
         if resume_at is None:
             self.writer.add_text("config", "```yaml\n" + config_yaml + "\n```", 0)
+            if hparams:
+                self._write_hparams(hparams)
+            self.writer.add_custom_scalars(LAYOUT)
         elif self.csv_path.exists():
             self._reopen(resume_at)
 
@@ -59,6 +88,21 @@ class RunLogger:
         self._columns = rows[0]
         self._file = open(self.csv_path, "a", newline="")
         self._csv = csv.writer(self._file)
+
+    def _write_hparams(self, hparams: Dict[str, object]) -> None:
+        """The HParams session of this run, in this run's own event file (add_hparams would start a new run)."""
+        metrics = {tag: float("nan") for tag in HPARAM_METRICS}
+        for summary in hparams_summary(hparams, metrics):
+            self.writer.file_writer.add_summary(summary)
+
+    def finish(self, iteration: int, summary: Dict[str, object], figure: Optional[Figure] = None) -> None:
+        """Log the final `iterations_to_converge` (when converged) and the KPI plot, then close."""
+        converged = summary.get("iterations_to_converge")
+        if converged is not None:
+            self.writer.add_scalar("charts/iterations_to_converge", float(converged), iteration)
+        if figure is not None:
+            self.writer.add_figure("plots/kpis", figure, iteration, close=True)
+        self.close()
 
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         for k, v in row.items():

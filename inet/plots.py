@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 PANELS = [
     ("reward_per_iteration", "reward per iteration"),
@@ -22,8 +23,8 @@ PANELS = [
 ]
 
 
-def plot_kpis(kpis_csv: Path, out_dir: Path, title: str) -> Path:
-    """Write out_dir/kpis.png with one panel per headline KPI over iterations."""
+def plot_kpis(kpis_csv: Path, out_dir: Path, title: str) -> Figure:
+    """Write out_dir/kpis.png with one panel per headline KPI over iterations; return the (open) figure."""
     df = pd.read_csv(kpis_csv)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 7), sharex=True)
@@ -37,7 +38,5 @@ def plot_kpis(kpis_csv: Path, out_dir: Path, title: str) -> Path:
     axes[-1].set_xlabel("iteration")
     axes[0].set_title(title)
     fig.tight_layout()
-    path = out_dir / "kpis.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    fig.savefig(out_dir / "kpis.png", dpi=110)
+    return fig

@@ -3,7 +3,8 @@
 Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
 `kpis.csv`, `summary.json`, `checkpoint.pt` (every `checkpoint_interval`
 iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
-`pus/<name>.pt` (each PU's weights, loadable with `pretrained:`), `plots/kpis.png`.
+`pus/<name>.pt` (each PU's weights, loadable with `pretrained:`), `plots/kpis.png`,
+`trace/` (recorded windows of iterations for the viewer, inet/trace.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .engine import Engine
 from .guards import NonFiniteError
 from .logger import RunLogger
 from .plots import plot_kpis
+from .trace import TraceRecorder
 
 HEADLINE = ("task_success", "reward_per_iteration", "reward_per_task")
 
@@ -105,10 +107,13 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def save_checkpoint() -> None:
-        runner_state.update(wall_seconds=wall(), checkpoint_iteration=engine.iteration)
+        runner_state.update(wall_seconds=wall(), checkpoint_iteration=engine.iteration, trace=recorder.state_dict())
         checkpoint.save(ckpt_path, cfg, engine.state_dict(), runner_state)
 
-    logger = RunLogger(run_dir, config_yaml, resume_at=engine.iteration if saved is not None else None)
+    resume_at = engine.iteration if saved is not None else None
+    logger = RunLogger(run_dir, config_yaml, resume_at=resume_at, hparams=hparams(cfg))
+    recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
+    recorder.load_state_dict(runner_state.get("trace", {}))
     bar = tqdm(total=cfg.iterations, initial=engine.iteration, unit="it", disable=not cfg.progress,
                dynamic_ncols=True, mininterval=0.5)
     offset, start = runner_state["wall_seconds"], time.perf_counter()
@@ -118,12 +123,15 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         with _StopSignals() as stop:
             while engine.iteration < cfg.iterations:
                 before = engine.iteration
-                engine.step()
+                recorder.before_step(engine)
+                step = engine.step()
+                recorder.after_step(before, engine, step)
                 it = engine.iteration
                 if it >= runner_state["next_log"] or it >= cfg.iterations:
                     row = engine.metrics()
                     row["iterations_per_second"] = it / wall()
                     logger.log(it, row)
+                    recorder.log_usage(it)
                     bar.update(it - bar.n)
                     bar.set_postfix({k: f"{row[k]:.3f}" for k in HEADLINE})
                     while runner_state["next_log"] <= it:
@@ -135,14 +143,18 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                     raise RunInterrupted(stop.signum, f"{name} at iteration {it}: checkpoint written to {ckpt_path}; "
                                          f"continue it with: inet run resume=true hydra.run.dir={run_dir}")
     except NonFiniteError as e:
+        logger.close()
         k = runner_state["checkpoint_iteration"]
         last = (f"the last good checkpoint is {ckpt_path} (iteration {k}), left intact; resume from it with "
                 f"resume=true hydra.run.dir={run_dir}" if k is not None else "no checkpoint was written before it")
         raise NonFiniteError(f"{e}; the run stopped ({last}). Set nonfinite=skip to skip such updates "
                              "and count them instead") from None
+    except BaseException:
+        logger.close()
+        raise
     finally:
         bar.close()
-        logger.close()
+        recorder.close()
     save_checkpoint()
     total_wall = wall()
 
@@ -167,10 +179,32 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         "versions": versions(),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    plot_kpis(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
+    fig = plot_kpis(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
+    logger.finish(engine.iteration, summary, fig)
     print(kpi_table(summary))
     print(f"run directory: {run_dir}")
     return summary
+
+
+def hparams(cfg: RunConfig) -> Dict[str, object]:
+    """The run's config flattened to dotted keys with scalar values (lists as text), for TensorBoard's HParams."""
+    import dataclasses
+
+    out: Dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if dataclasses.is_dataclass(value):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        elif isinstance(value, (bool, int, float, str)):
+            out[prefix[:-1]] = value
+        else:
+            out[prefix[:-1]] = str(value)
+
+    walk("", cfg)
+    return out
 
 
 def kpi_table(summary: Dict[str, object]) -> str:
