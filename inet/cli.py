@@ -20,7 +20,11 @@ USAGE = """usage: inet <command> [args]
 
 commands:
   run [-m] [key=value ...]   run an experiment, e.g. inet run experiment=multitask/base seed=1
-                             (Hydra overrides; --help shows the config, --cfg job prints it)
+                             (Hydra overrides; --help shows the config, --cfg job prints it;
+                             -m runs a sweep through the joblib launcher)
+  report DIR... [-o OUT]     aggregate the runs under DIR... into OUT/report.md, report.csv, plots/
+                             (OUT defaults to the first DIR)
+  viz RUN_DIR                write RUN_DIR/viewer.html, the run viewer (one offline page)
 """
 
 
@@ -145,6 +149,48 @@ def _hydra_run(argv: List[str]) -> None:
     app()
 
 
+def _fail(message: str) -> None:
+    print(f"inet: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _viz(args: List[str]) -> None:
+    from .viz import NotARunError, write_viewer
+
+    if len(args) != 1 or args[0].startswith("-"):
+        _fail(f"viz takes one run directory, got {args}\n\n{USAGE}")
+    try:
+        path = write_viewer(Path(args[0]))
+    except NotARunError as e:
+        _fail(f"viz: {e}")
+    print(f"viewer: {path}")
+
+
+def _report(args: List[str]) -> None:
+    from .report import ReportError, write_report
+
+    out: Optional[str] = None
+    dirs: List[str] = []
+    it = iter(args)
+    for a in it:
+        if a in ("-o", "--out"):
+            out = next(it, None)
+            if out is None:
+                _fail("report: -o needs a directory")
+        elif a.startswith("-"):
+            _fail(f"report: unknown option {a}\n\n{USAGE}")
+        else:
+            dirs.append(a)
+    if not dirs:
+        _fail(f"report needs at least one directory\n\n{USAGE}")
+    try:
+        path = write_report([Path(d) for d in dirs], Path(out) if out else Path(dirs[0]))
+    except ReportError as e:
+        _fail(f"report: {e}")
+    print(path.read_text())
+    print(f"report: {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -153,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     cmd, rest = args[0], args[1:]
     if cmd == "run":
         _hydra_run(rest)
+    elif cmd == "viz":
+        _viz(rest)
+    elif cmd == "report":
+        _report(rest)
     else:
         print(f"inet: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
