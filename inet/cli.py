@@ -120,6 +120,7 @@ def prepare(argv: List[str]) -> List[str]:
 def _hydra_run(argv: List[str]) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .guards import NonFiniteError
     from .runner import RunInterrupted, run
@@ -133,8 +134,12 @@ def _hydra_run(argv: List[str]) -> None:
 
     @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="config")
     def app(cfg: DictConfig) -> None:
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            _sweep_job(cfg, hc)
+            return
         try:
-            run(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
+            run(to_run_config(cfg), Path(hc.runtime.output_dir), OmegaConf.to_yaml(cfg))
         except ConfigError as e:
             print(f"inet: config error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -147,6 +152,28 @@ def _hydra_run(argv: List[str]) -> None:
 
     sys.argv = ["inet run", *argv]
     app()
+
+
+def _sweep_job(cfg: DictConfig, hc: DictConfig) -> None:
+    """One job of a sweep: a failure is recorded in the sweep directory and re-raised as JobFailed.
+
+    Hydra's launchers finish the other jobs first; the sweep then exits non-zero.
+    """
+    from .runner import run
+    from .sweep import JobFailed, record_failure
+
+    sweep_dir = Path(hc.sweep.dir)
+    if not sweep_dir.is_absolute():
+        sweep_dir = Path(hc.runtime.cwd) / sweep_dir
+    try:
+        run(to_run_config(cfg), Path(hc.runtime.output_dir), OmegaConf.to_yaml(cfg))
+    except Exception as e:
+        path = record_failure(sweep_dir, hc.job.num, list(hc.overrides.task), Path(hc.runtime.output_dir), e)
+        print(f"inet: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        raise JobFailed(f"job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}; the other jobs ran to the end; "
+                        f"every failure is listed in {path}") from None
 
 
 def _fail(message: str) -> None:
