@@ -1,0 +1,336 @@
+"""`inet report DIR...`: aggregate runs into report.md, report.csv and plots/.
+
+Every run directory under the given directories (one holding `.hydra/config.yaml`)
+is read: `summary.json` (final KPIs), `kpis.csv` (curves), `.hydra/config.yaml`
+(`name`, `seed`) and `.hydra/overrides.yaml`. Runs are grouped into experiment
+variants: the experiment name plus every override except the seed and those that
+cannot change results (`progress`, `threads`, `checkpoint_interval`, `resume`,
+`hydra.*`). Per variant and KPI: the number of seeds, mean, standard deviation
+and the 95% interval of the mean (Student t), and the paper's figure where one
+exists. Runs without `summary.json` (stopped, crashed or still running),
+failures recorded by a sweep (`failures/*.json`, inet/sweep.py) and seeds that
+other variants have but a variant lacks are listed as missing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from .sweep import load_failures  # noqa: E402
+
+KPIS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task", "iterations_to_converge",
+        "iterations", "iterations_per_second", "wall_seconds")
+TABLE_KPIS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task",
+              "iterations_to_converge")
+CURVES = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task")
+NEUTRAL = ("seed", "progress", "threads", "checkpoint_interval", "resume", "experiment")
+
+# The paper's figure per experiment (Dietz 2022, section 5; vanilla DQN), by name or name prefix.
+PAPER = {
+    "multitask/base": "~100k iterations to converge, after a local optimum (always pu1) (5.1.1, Fig. 9)",
+    "multitask/cu_inputs": "~10k iterations to converge (5.1.2, Fig. 10)",
+    "multitask/training_wheels": "~5k iterations to converge (5.1.3, Fig. 11)",
+    "multitask/pretrained": "converged very quickly (5.1.4, Fig. 12)",
+    "reduce/xor": "parity 'almost impossible'; the paper could not make reduce work (5.2, Fig. 14)",
+    "reduce/": "the paper could not make reduce work without extensive tuning; its best run peaked and "
+               "collapsed (5.2, Fig. 14)",
+}
+
+# Two-sided 95% Student t quantiles by degrees of freedom (1..30); 1.96 beyond.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+class ReportError(ValueError):
+    """Nothing to report (the message names the directories and what was looked for)."""
+
+
+@dataclass
+class Run:
+    """One run directory as the report sees it."""
+
+    path: Path
+    name: str
+    seed: Optional[int]
+    overrides: List[str]
+    summary: Optional[dict] = None
+    kpis: Optional[pd.DataFrame] = None
+
+    @property
+    def variant(self) -> str:
+        extra = sorted(o for o in self.overrides if _key(o) not in NEUTRAL and not _key(o).startswith("hydra"))
+        return self.name + (f" ({', '.join(extra)})" if extra else "")
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None
+
+
+@dataclass
+class Variant:
+    """Runs of one experiment variant and their aggregated KPIs."""
+
+    label: str
+    name: str
+    runs: List[Run] = field(default_factory=list)
+
+    @property
+    def complete(self) -> List[Run]:
+        return [r for r in self.runs if r.complete]
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def paper_figure(name: str) -> str:
+    """The paper's result for experiment `name` ('' where the paper has none)."""
+    if name in PAPER:
+        return PAPER[name]
+    prefixes = [p for p in PAPER if p.endswith("/") and name.startswith(p)]
+    return PAPER[prefixes[0]] if prefixes else ""
+
+
+def find_runs(dirs: Sequence[Path]) -> List[Run]:
+    """Every run directory under `dirs` (sorted by path)."""
+    runs = []
+    for d in dirs:
+        for cfg_path in sorted(Path(d).rglob(".hydra/config.yaml")):
+            if ".submitit" in cfg_path.parts:
+                continue
+            run_dir = cfg_path.parent.parent
+            cfg = yaml.safe_load(cfg_path.read_text()) or {}
+            ov_path = run_dir / ".hydra" / "overrides.yaml"
+            overrides = [str(o) for o in (yaml.safe_load(ov_path.read_text()) or [])] if ov_path.is_file() else []
+            run = Run(run_dir, str(cfg.get("name", "?")), cfg.get("seed"), overrides)
+            if (run_dir / "summary.json").is_file():
+                run.summary = json.loads((run_dir / "summary.json").read_text())
+            if (run_dir / "kpis.csv").is_file() and (run_dir / "kpis.csv").stat().st_size > 0:
+                run.kpis = pd.read_csv(run_dir / "kpis.csv")
+            runs.append(run)
+    return runs
+
+
+def stats(values: Sequence[float]) -> Dict[str, float]:
+    """n, mean, sample standard deviation and the 95% interval of the mean (nan where undefined)."""
+    xs = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(xs)
+    nan = float("nan")
+    if n == 0:
+        return {"n": 0, "mean": nan, "std": nan, "ci95_low": nan, "ci95_high": nan}
+    mean = sum(xs) / n
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": nan, "ci95_low": nan, "ci95_high": nan}
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = (T95[n - 2] if n - 1 <= len(T95) else 1.96) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+def group(runs: List[Run]) -> List[Variant]:
+    variants: Dict[str, Variant] = {}
+    for r in runs:
+        variants.setdefault(r.variant, Variant(r.variant, r.name)).runs.append(r)
+    return sorted(variants.values(), key=lambda v: v.label)
+
+
+def table(variants: List[Variant]) -> pd.DataFrame:
+    """One row per variant: seeds, then mean/std/ci95 of each KPI over complete runs, then the paper's figure."""
+    rows = []
+    for v in variants:
+        done = v.complete
+        row: Dict[str, object] = {"variant": v.label, "experiment": v.name, "seeds": len(done),
+                                  "seed_list": " ".join(str(r.seed) for r in sorted(done, key=lambda r: r.seed or 0)),
+                                  "incomplete": len(v.runs) - len(done)}
+        for k in KPIS:
+            s = stats([r.summary.get(k) for r in done])
+            row.update({f"{k}_{stat}": s[stat] for stat in ("mean", "std", "ci95_low", "ci95_high")})
+        row["converged"] = sum(r.summary.get("iterations_to_converge") is not None for r in done)
+        row["paper"] = paper_figure(v.name)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_of(run_dir: Path) -> Optional[Path]:
+    """The sweep directory (holding Hydra's multirun.yaml) a run belongs to, if any."""
+    for d in run_dir.parents:
+        if (d / "multirun.yaml").is_file():
+            return d
+    return None
+
+
+def sweep_seeds(sweep_dir: Path) -> Optional[set]:
+    """The seeds a sweep asked for, from a plain `seed=0,1,2` override in multirun.yaml (None if not plain)."""
+    cfg = yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}
+    task = (((cfg.get("hydra") or {}).get("overrides") or {}).get("task")) or []
+    for o in task:
+        if _key(str(o)) == "seed":
+            values = str(o).split("=", 1)[1].split(",")
+            return {int(v) for v in values} if all(v.strip().lstrip("-").isdigit() for v in values) else None
+    return None
+
+
+def missing(variants: List[Variant], failures: List[dict]) -> List[str]:
+    """Human-readable lines: failed jobs, incomplete runs, seeds a sweep asked for that a variant lacks."""
+    lines = []
+    failed = {str(Path(f["run_dir"])): f for f in failures}
+    for v in variants:
+        for r in v.runs:
+            if r.complete:
+                continue
+            f = failed.pop(str(r.path), None)
+            if f is not None:
+                lines.append(f"`{v.label}` seed {r.seed}: job {f['job']} failed: {f['error'].splitlines()[0]} "
+                             f"(overrides `{' '.join(f['overrides'])}`; {r.path})")
+            else:
+                last = int(r.kpis["iteration"].iloc[-1]) if r.kpis is not None and len(r.kpis) else 0
+                lines.append(f"`{v.label}` seed {r.seed}: no summary.json (stopped, crashed or still running; "
+                             f"last logged iteration {last}): {r.path}")
+        by_sweep: Dict[Optional[Path], List[Run]] = {}
+        for r in v.runs:
+            by_sweep.setdefault(sweep_of(r.path), []).append(r)
+        for sweep, runs in by_sweep.items():
+            if sweep is None:
+                continue
+            wanted = sweep_seeds(sweep)
+            if wanted is None:
+                continue
+            lacking = sorted(wanted - {r.seed for r in runs})
+            if lacking:
+                lines.append(f"`{v.label}`: sweep {sweep} asked for seed(s) {', '.join(map(str, lacking))}, "
+                             "which have no run directory (never started)")
+    for f in failed.values():
+        lines.append(f"failed job {f['job']} (`{' '.join(f['overrides'])}`): {f['error'].splitlines()[0]}")
+    return lines
+
+
+def _cell(row: pd.Series, k: str, digits: int) -> str:
+    mean, std, lo, hi = (row[f"{k}_{s}"] for s in ("mean", "std", "ci95_low", "ci95_high"))
+    if math.isnan(mean):
+        return "–"
+    f = (lambda x: f"{x:,.0f}") if digits == 0 else (lambda x: f"{x:.{digits}f}")
+    text = f(mean)
+    if not math.isnan(std):
+        text += f" ± {f(std)} [{f(lo)}, {f(hi)}]"
+    return text
+
+
+def markdown(df: pd.DataFrame, missing_lines: List[str], dirs: Sequence[Path], plots: List[Path],
+             runs: List[Run], out_dir: Path) -> str:
+    lines = ["# inet report", "", "Runs under: " + ", ".join(f"`{d}`" for d in dirs), "",
+             "Each cell: mean ± standard deviation over seeds [95% interval of the mean, Student t]. "
+             "`iterations_to_converge` is over the seeds that converged (`converged` of `seeds`).", "",
+             "| variant | seeds | task_success | optimal_route_rate | reward_per_iteration | reward_per_task "
+             "| iterations_to_converge | converged | paper |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        cells = [_cell(r, "task_success", 3), _cell(r, "optimal_route_rate", 3), _cell(r, "reward_per_iteration", 3),
+                 _cell(r, "reward_per_task", 3), _cell(r, "iterations_to_converge", 0)]
+        lines.append(f"| `{r['variant']}` | {r['seeds']} | " + " | ".join(cells)
+                     + f" | {r['converged']}/{r['seeds']} | {r['paper']} |")
+    lines += ["", "## Missing", ""]
+    lines += [f"- {m}" for m in missing_lines] or ["Nothing: every run found is complete and no job failed."]
+    lines += ["", "## Runs", "", "| variant | seed | task_success | iterations_to_converge | it/s | run directory |",
+              "|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r.variant, r.seed or 0)):
+        s = r.summary or {}
+        ts = f"{s['task_success']:.3f}" if "task_success" in s else "–"
+        ips = f"{s['iterations_per_second']:.0f}" if "iterations_per_second" in s else "–"
+        conv = s.get("iterations_to_converge", "–") if r.complete else "–"
+        lines.append(f"| `{r.variant}` | {r.seed} | {ts} | {'not converged' if conv is None else conv} | {ips} "
+                     f"| {r.path} |")
+    lines += ["", "## Plots", ""]
+    lines += [f"![{p.stem}]({p.relative_to(out_dir)})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(label: str, width: int = 60) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
+def plot_curves(variants: List[Variant], out_dir: Path) -> List[Path]:
+    """Per KPI: one line per variant (mean over seeds) with a band from the lowest to the highest seed."""
+    paths = []
+    for kpi in CURVES:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        drawn = False
+        for v in variants:
+            frames = [r.kpis.set_index("iteration")[kpi] for r in v.runs if r.kpis is not None and kpi in r.kpis]
+            if not frames:
+                continue
+            wide = pd.concat(frames, axis=1)
+            line, = ax.plot(wide.index, wide.mean(axis=1), lw=1.3, label=_wrap(f"{v.label} (n={len(frames)})"))
+            if len(frames) > 1:
+                ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.2)
+            drawn = True
+        if drawn:
+            ax.set_xlabel("iteration")
+            ax.set_ylabel(kpi)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+            paths.append(out_dir / f"{kpi}.png")
+            fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return paths
+
+
+def plot_convergence(variants: List[Variant], out_dir: Path) -> Path:
+    """`iterations_to_converge` per variant: a bar at the mean of converged seeds, a dot per seed, x if not converged."""
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(variants) + 1.5))
+    for i, v in enumerate(variants):
+        done = v.complete
+        conv = [r.summary["iterations_to_converge"] for r in done if r.summary.get("iterations_to_converge") is not None]
+        never = [r.summary.get("iterations", 0) for r in done if r.summary.get("iterations_to_converge") is None]
+        if conv:
+            ax.barh(i, sum(conv) / len(conv), color="tab:blue", alpha=0.4)
+            ax.plot(conv, [i] * len(conv), "o", color="tab:blue")
+        if never:
+            ax.plot(never, [i] * len(never), "x", color="tab:red", ms=9,
+                    label="not converged (at iterations run)" if i == 0 or not ax.get_legend_handles_labels()[0] else None)
+    converged = [sum(r.summary.get("iterations_to_converge") is not None for r in v.complete) for v in variants]
+    ax.set_yticks(range(len(variants)), [_wrap(v.label, 45) + f"\n{c}/{len(v.complete)} converged"
+                                         for v, c in zip(variants, converged)], fontsize=7)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("iterations_to_converge")
+    ax.grid(alpha=0.3, axis="x")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    path = out_dir / "iterations_to_converge.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_report(dirs: Sequence[Path], out_dir: Path) -> Path:
+    """Write out_dir/report.md, report.csv and plots/; return the path of report.md."""
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise ReportError(f"{d}: no such directory")
+    runs = find_runs(dirs)
+    sweeps = {f.parent for d in dirs for f in Path(d).rglob("failures") if f.is_dir()}
+    failures = [f for sweep in sorted(sweeps) for f in load_failures(sweep)]
+    if not runs and not failures:
+        raise ReportError(f"no runs under {', '.join(map(str, dirs))} (a run directory holds .hydra/config.yaml; "
+                          "pass the directories `inet run` or `inet run -m` wrote, e.g. outputs/multiruns/<time>)")
+    variants = group(runs)
+    df = table(variants)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / "report.csv", index=False)
+    plot_dir = out_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    plots = plot_curves(variants, plot_dir)
+    if any(v.complete for v in variants):
+        plots.append(plot_convergence([v for v in variants if v.complete], plot_dir))
+    path = out_dir / "report.md"
+    path.write_text(markdown(df, missing(variants, failures), dirs, plots, runs, out_dir))
+    return path
