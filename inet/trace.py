@@ -55,7 +55,7 @@ class TraceRecorder:
         if resume_at is not None:
             self._truncate(resume_at)
         self._usage = open(self.dir / "actions.csv", "a", newline="")
-        self._usage_csv = csv.writer(self._usage)
+        self._usage_csv = csv.writer(self._usage, lineterminator="\n")
         if self._usage.tell() == 0:
             self._usage_csv.writerow(["iteration", *self.names])
 

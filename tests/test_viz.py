@@ -113,3 +113,36 @@ def test_viewer_in_headless_chromium(run_dir, tmp_path):
         browser.close()
     assert all(u.startswith(("file:", "data:", "blob:")) for u in requests), requests  # offline: nothing fetched
     assert (run_dir / "viewer.png").stat().st_size > 10_000
+
+
+def test_resumed_run_records_the_same_trace(tmp_path, monkeypatch):
+    """SIGTERM inside a trace window, then resume=true: trace/ equals an uninterrupted run's, byte for byte."""
+    import signal
+
+    from inet.cli import compose
+    from inet.engine import Engine
+    from inet.runner import RunInterrupted, run
+
+    overrides = ["experiment=multitask/base", "iterations=1000", "log_interval=200", "checkpoint_interval=300",
+                 "trace.interval=400", "trace.window=150", "progress=false", "seed=2"]
+    run(compose(overrides), tmp_path / "full", "config: test\n")
+    original = Engine.step
+
+    def step(self):
+        out = original(self)
+        if self.iteration == 450:  # inside the window [400, 550), after the checkpoint at 300 and a log at 400
+            signal.raise_signal(signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(Engine, "step", step)
+    with pytest.raises(RunInterrupted):
+        run(compose(overrides), tmp_path / "cut", "config: test\n")
+    monkeypatch.undo()
+    run(compose([*overrides, "resume=true"]), tmp_path / "cut", "config: test\n")
+    full, cut = tmp_path / "full" / "trace", tmp_path / "cut" / "trace"
+    names = sorted(p.name for p in full.iterdir())
+    assert names == ["actions.csv", "meta.json", "window_0000000000.jsonl", "window_0000000400.jsonl",
+                     "window_0000000800.jsonl"]
+    assert sorted(p.name for p in cut.iterdir()) == names
+    for name in names:
+        assert (cut / name).read_bytes() == (full / name).read_bytes(), name
