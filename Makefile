@@ -1,10 +1,12 @@
 # `make run` and `make test` set themselves up on a fresh machine with Python 3.11.
 PYTHON ?= python3
+REPRO_SEEDS ?= 0,1,2,3,4
+REPRO_LONG ?= iterations=150000 cu.exploration_fraction=0.0266667
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-all bench reproduce clean
 
 setup: $(STAMP)
 
@@ -24,8 +26,13 @@ test: setup
 test-all: setup
 	$(BIN)/pytest -q -n 2 $(ARGS)
 
+# The paper's experiment set in parallel, then outputs/reproduce/report.md (README, Reproducing the paper).
+# Variables: REPRO_SEEDS (0,1,2,3,4), REPRO_LONG (overrides of base/training_wheels), REPRO_ARGS (every job).
+reproduce: setup
+	INET=$(BIN)/inet REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_ARGS="$(REPRO_ARGS)" scripts/reproduce.sh
+
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) outputs/runs outputs/multiruns
+	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/reproduce
