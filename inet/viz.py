@@ -147,13 +147,21 @@ def write_viewer(run_dir: Path) -> Path:
     return path
 
 
-def show(run_dir: Path, height: int = 1100):
-    """Display the viewer of `run_dir` inline in Jupyter (writing viewer.html first)."""
-    from IPython.display import HTML
+class InlineViewer:
+    """A viewer page that Jupyter displays inline (through `_repr_html_`, so IPython is not needed to build it)."""
 
-    page = write_viewer(Path(run_dir)).read_text(encoding="utf-8")
-    return HTML(f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
-                'border:0"></iframe>')
+    def __init__(self, page: str, height: int):
+        self.page = page
+        self.height = height
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.page, quote=True)}" '
+                f'style="width:100%;height:{self.height}px;border:0"></iframe>')
+
+
+def show(run_dir: Path, height: int = 1100) -> InlineViewer:
+    """In Jupyter, `inet.viz.show(run_dir)` as a cell's last line displays the viewer (writing viewer.html too)."""
+    return InlineViewer(write_viewer(Path(run_dir)).read_text(encoding="utf-8"), height)
 
 
 PAGE = """<!DOCTYPE html>

@@ -146,3 +146,10 @@ def test_resumed_run_records_the_same_trace(tmp_path, monkeypatch):
     assert sorted(p.name for p in cut.iterdir()) == names
     for name in names:
         assert (cut / name).read_bytes() == (full / name).read_bytes(), name
+
+
+def test_show_displays_inline_in_jupyter(run_dir):
+    from inet.viz import show
+
+    html = show(run_dir)._repr_html_()
+    assert html.startswith("<iframe srcdoc=") and "&lt;script&gt;" in html and "</script>" not in html
