@@ -153,3 +153,13 @@ def test_show_displays_inline_in_jupyter(run_dir):
 
     html = show(run_dir)._repr_html_()
     assert html.startswith("<iframe srcdoc=") and "&lt;script&gt;" in html and "</script>" not in html
+
+
+@pytest.mark.parametrize("override, key", [("trace.interval=0", "trace.interval"), ("trace.window=0", "trace.window"),
+                                           ("trace.window=20000", "trace.window"), ("trace.lane=1", "trace.lane")])
+def test_trace_settings_are_validated(override, key):
+    from inet.cli import compose
+    from inet.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        compose([override])
