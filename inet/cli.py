@@ -155,25 +155,41 @@ def _hydra_run(argv: List[str]) -> None:
 
 
 def _sweep_job(cfg: DictConfig, hc: DictConfig) -> None:
-    """One job of a sweep: a failure is recorded in the sweep directory and re-raised as JobFailed.
-
-    Hydra's launchers finish the other jobs first; the sweep then exits non-zero.
-    """
+    """One job of a sweep. A failure is recorded in the sweep directory and the job returns, so the
+    launcher runs every other job; `SweepFailures` then makes `inet run -m` exit 1."""
     from .runner import run
-    from .sweep import JobFailed, record_failure
+    from .sweep import record_failure
 
-    sweep_dir = Path(hc.sweep.dir)
-    if not sweep_dir.is_absolute():
-        sweep_dir = Path(hc.runtime.cwd) / sweep_dir
     try:
         run(to_run_config(cfg), Path(hc.runtime.output_dir), OmegaConf.to_yaml(cfg))
     except Exception as e:
+        sweep_dir = Path(hc.sweep.dir)
+        if not sweep_dir.is_absolute():
+            sweep_dir = Path(hc.runtime.cwd) / sweep_dir
         path = record_failure(sweep_dir, hc.job.num, list(hc.overrides.task), Path(hc.runtime.output_dir), e)
-        print(f"inet: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {e}",
-              file=sys.stderr)
-        raise JobFailed(f"job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}; the other jobs ran to the end; "
-                        f"every failure is listed in {path}") from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"inet: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {first}\n"
+              f"inet: recorded in {path}; the other jobs go on", file=sys.stderr)
+
+
+def _sweep_failures_callback():
+    """The Hydra callback (configs/config.yaml, hydra.callbacks) that ends a sweep with failed jobs with exit 1."""
+    from hydra.experimental.callback import Callback
+
+    class SweepFailures(Callback):
+        def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+            from .sweep import FAILURES_MD, load_failures
+
+            sweep_dir = Path(config.hydra.sweep.dir)
+            records = load_failures(sweep_dir)
+            if records:
+                jobs = ", ".join(f"{r['job']} ({' '.join(r['overrides'])}): {r['error'].splitlines()[0]}"
+                                 for r in records)
+                print(f"inet: {len(records)} job(s) of the sweep failed: {jobs}\n"
+                      f"inet: details in {sweep_dir / FAILURES_MD}", file=sys.stderr)
+                sys.exit(1)
+
+    return SweepFailures()
 
 
 def _fail(message: str) -> None:

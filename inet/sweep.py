@@ -17,10 +17,6 @@ FAILURES_DIR = "failures"
 FAILURES_MD = "failures.md"
 
 
-class JobFailed(RuntimeError):
-    """A sweep job raised; the message names the job and where its failure is recorded (picklable)."""
-
-
 def record_failure(sweep_dir: Path, job_num: int, overrides: List[str], run_dir: Path, error: BaseException) -> Path:
     """Write the job's failure record and refresh failures.md; return the path of failures.md."""
     d = sweep_dir / FAILURES_DIR

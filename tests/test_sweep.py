@@ -70,8 +70,8 @@ def test_sweep_directories_are_named_from_the_overrides(sweeps):
 def test_a_failing_job_is_recorded_and_the_sweep_exits_non_zero(sweeps):
     base, proc = sweeps
     sweep = base / "failing"
-    assert proc.returncode != 0
-    assert "failures.md" in proc.stderr
+    assert proc.returncode == 1
+    assert "1 job(s) of the sweep failed: 1 (" in proc.stderr and str(sweep / "failures.md") in proc.stderr
     done = summaries(sweep)
     assert len(done) == 1 and next(iter(done.values()))["iterations"] == 300  # the other job finished
     records = [json.loads(p.read_text()) for p in (sweep / "failures").glob("*.json")]
