@@ -163,3 +163,25 @@ def test_trace_settings_are_validated(override, key):
 
     with pytest.raises(ConfigError, match=f"^{key}:"):
         compose([override])
+
+
+def test_network_layout_of_a_task_with_env_actions_and_a_memory_loop():
+    """Fig. 1 for a reduce-like IN: env action `next`, a PU reading and writing the same node, a CU-visible node."""
+    from inet.viz import network
+
+    config = {"nodes": {"n0": {}, "n1": {}, "n2": {"cu_visible": True}},
+              "pus": {"pu0": {"inputs": ["n2"], "outputs": ["n1"]}, "pu1": {"inputs": ["n0", "n2"], "outputs": ["n2"]},
+                      "pu2": {"inputs": ["n2"], "outputs": ["n2"]}},
+              "envs": {"reduce": {"inputs": ["n0"], "outputs": ["n1"]}}}
+    actions = [{"name": "next", "kind": "env", "env": "reduce"},
+               *({"name": p, "kind": "pu", "env": None} for p in ("pu0", "pu1", "pu2"))]
+    net = network(config, actions)
+    ids = {e["id"]: e for e in net["elements"]}
+    assert set(ids) == {"env:reduce", "node:n0", "node:n1", "node:n2", "pu:pu0", "pu:pu1", "pu:pu2", "cu"}
+    assert ids["env:reduce"]["actions"] == [0] and ids["pu:pu2"]["actions"] == [3]
+    assert ids["env:reduce"]["x"] < ids["node:n0"]["x"] < ids["pu:pu1"]["x"]
+    edges = {tuple(e) for e in net["edges"]}
+    assert {("pu:pu2", "node:n2", "data"), ("node:n2", "pu:pu2", "data"), ("node:n1", "env:reduce", "data"),
+            ("env:reduce", "node:n0", "data"), ("node:n2", "cu", "cu")} <= edges
+    positions = {(e["x"], e["y"]) for e in net["elements"]}
+    assert len(positions) == len(net["elements"])  # no two elements drawn on top of each other
