@@ -8,6 +8,7 @@ iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -188,8 +189,6 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
 
 def hparams(cfg: RunConfig) -> Dict[str, object]:
     """The run's config flattened to dotted keys with scalar values (lists as text), for TensorBoard's HParams."""
-    import dataclasses
-
     out: Dict[str, object] = {}
 
     def walk(prefix: str, value: object) -> None:
