@@ -178,6 +178,8 @@ h1{font-size:18px;margin:4px 0} h2{font-size:15px;margin:10px 0 4px}
 <h1>__TITLE__</h1>
 <div id="controls">
  <input type="range" id="scrubber" min="0" value="0" step="1" aria-label="recorded iteration">
+ <button id="prev" title="previous recorded iteration">&larr;</button>
+ <button id="next" title="next recorded iteration">&rarr;</button>
  <div>iteration <b id="iteration"></b> (recorded <span id="position"></span>):
   action <b id="action-name"></b> <span id="random-flag"></span>,
   reward <b id="reward"></b><span id="terminal"></span>, TD loss <span id="td-loss"></span>,
@@ -283,6 +285,12 @@ function staticPlots() {
 const scrubber = document.getElementById('scrubber');
 scrubber.max = steps.length - 1;
 scrubber.addEventListener('input', () => show(parseInt(scrubber.value, 10)));
+function move(d) {
+  scrubber.value = Math.min(steps.length - 1, Math.max(0, parseInt(scrubber.value, 10) + d));
+  show(parseInt(scrubber.value, 10));
+}
+document.getElementById('prev').addEventListener('click', () => move(-1));
+document.getElementById('next').addEventListener('click', () => move(1));
 staticPlots();
 show(0);
 """

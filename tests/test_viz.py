@@ -108,6 +108,10 @@ def test_viewer_in_headless_chromium(run_dir, tmp_path):
             assert [k for k, c in enumerate(bars["colors"]) if c == "#d62728"] == [rec["action"]]
             # the bars are drawn: one SVG bar per action
             assert page.locator("#qbars g.point").count() == 3
+        page.locator("#next").click()
+        assert page.locator("#iteration").inner_text() == str(steps[first + 1]["iteration"])
+        page.locator("#prev").click()
+        assert page.locator("#action-name").inner_text() == steps[first]["action_name"]
         assert page.evaluate("document.getElementById('heatmap').data[0].type") == "heatmap"
         assert page.evaluate("document.getElementById('kpis').data.length") >= 3
         page.screenshot(path=str(run_dir / "viewer.png"), full_page=True)
