@@ -27,6 +27,7 @@ from torch import nn
 from .config import ConfigError, RunConfig, validate
 from .cu import ControlUnit
 from .env import Environment, Step
+from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .kpis import KPITracker
 from .nodes import ENV, Nodes
@@ -104,6 +105,7 @@ class Engine:
         self.history = torch.zeros(b, sizes["history"], device=dev)
         self.meta = torch.zeros(b, 2, device=dev)
         self.kpis = KPITracker(b, cfg.kpi_window)
+        self.evaluator = Evaluator(cfg.evaluation)
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         for env in self.envs.values():
             env.reset()
@@ -149,7 +151,10 @@ class Engine:
             actions = self.script(self.first_env).to(self.device)
             false = torch.zeros(self.lanes, dtype=torch.bool, device=self.device)
             return actions, false, ~false
-        actions, explore, argmax, q = self.cu.act(self.obs, self.cu.epsilon(self.iteration))
+        eps = self.cu.epsilon(self.iteration)
+        if self.cfg.cu.epsilon_by_task_length:  # paper 5.2.2.3: per-lane epsilon / expected task length
+            eps = eps / torch.as_tensor(self.first_env.expected_length(), device=self.device).clamp(min=1.0)
+        actions, explore, argmax, q = self.cu.act(self.obs, eps)
         if not finite(q):
             raise NonFiniteError(f"iteration {self.current}: the CU's Q-values are not finite "
                                  "(its weights or inputs are broken; this cannot be skipped)")
@@ -205,6 +210,8 @@ class Engine:
         self.tape.prune(self.nodes.live_writers())
         self.obs, self.obs_writers = next_obs, next_writers
         self.kpis.update(self.iteration, step)
+        if self.evaluator.due(before, self.iteration):
+            self.evaluator.run(self)
         return step
 
     # -- learning -----------------------------------------------------------------
@@ -279,6 +286,22 @@ class Engine:
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
         })
+        for env in self.envs.values():
+            out.update(env.metrics())
+        if self.cfg.evaluation.interval:
+            out.update(self.evaluator.metrics(out.get("max_length_reached", float("inf"))))
+        return out
+
+    def task_summary(self) -> Dict[str, object]:
+        """The tasks' own final KPIs and the last evaluation, for summary.json (DESIGN.md section 7)."""
+        out: Dict[str, object] = {}
+        for env in self.envs.values():
+            out.update(env.metrics())
+        if self.cfg.evaluation.interval:
+            ev = self.evaluator
+            out.update({"max_length_reliable": ev.max_length_reliable, "best_max_length_reliable": ev.best_reliable,
+                        "evaluated_at": ev.evaluated_at, "eval_success_by_length": dict(ev.results),
+                        "extrapolation": ev.extrapolation(out.get("max_length_reached", float("inf")))})
         return out
 
     def state_dict(self) -> dict:
@@ -296,6 +319,7 @@ class Engine:
             "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
             "kpis": self.kpis.state_dict(),
             "stats": dict(self.stats),
+            "evaluation": self.evaluator.state_dict(),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state()},
         }
@@ -315,6 +339,7 @@ class Engine:
         self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
         self.kpis.load_state_dict(state["kpis"])
         self.stats = dict(state["stats"])
+        self.evaluator.load_state_dict(state["evaluation"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])

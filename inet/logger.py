@@ -24,7 +24,18 @@ TAGS = {
     "guarded_updates": "rollout/guarded_updates",
     "nonfinite_skipped": "rollout/nonfinite_skipped",
     "iterations_per_second": "time/iterations_per_second",
+    "curriculum_length": "charts/curriculum_length",
+    "max_length_reached": "charts/max_length_reached",
+    "max_length_reliable": "eval/max_length_reliable",
+    "eval_extrapolation_success": "eval/extrapolation_success",
 }
+
+
+def tag(metric: str) -> str:
+    """The TensorBoard tag of a metric: `eval_success_L8` -> `eval/success_L8`, unknown ones under `charts/`."""
+    if metric in TAGS:
+        return TAGS[metric]
+    return f"eval/{metric[5:]}" if metric.startswith("eval_") else f"charts/{metric}"
 
 
 class RunLogger:
@@ -62,7 +73,7 @@ class RunLogger:
 
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         for k, v in row.items():
-            self.writer.add_scalar(TAGS.get(k, f"charts/{k}"), v, iteration)
+            self.writer.add_scalar(tag(k), v, iteration)
         row = {k: v for k, v in row.items() if not TAGS.get(k, "").startswith("time/")}
         if self._file is None:
             self._columns = ["iteration", *row]

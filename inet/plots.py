@@ -41,3 +41,45 @@ def plot_kpis(kpis_csv: Path, out_dir: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_lengths(kpis_csv: Path, out_dir: Path, title: str) -> Path | None:
+    """Fig. 14-style plots of a reduce run (None if the run has no curriculum columns).
+
+    lengths.png: `max_length_reached`, `curriculum_length` and `max_length_reliable`
+    over iterations; eval_heatmap.png: greedy success per evaluated L (rows) over iterations.
+    """
+    df = pd.read_csv(kpis_csv)
+    if "curriculum_length" not in df:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for col, style in (("max_length_reached", "-"), ("curriculum_length", ":"), ("max_length_reliable", "--")):
+        if col in df:
+            ax.step(df["iteration"], df[col], style, where="post", label=col.replace("_", " "))
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("sequence length L")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / "lengths.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    cols = sorted((c for c in df if c.startswith("eval_success_L")), key=lambda c: int(c[len("eval_success_L"):]))
+    evaluated = df.dropna(subset=cols) if cols else df.iloc[0:0]
+    if len(evaluated):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        grid = evaluated[cols].to_numpy().T
+        x = evaluated["iteration"].to_numpy()
+        mesh = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis", interpolation="nearest",
+                         extent=(x[0], x[-1] if len(x) > 1 else x[0] + 1, -0.5, len(cols) - 0.5))
+        ax.set_yticks(range(len(cols)), [c[len("eval_success_"):] for c in cols])
+        ax.set_xlabel("iteration")
+        ax.set_title(f"greedy success per length  {title}")
+        fig.colorbar(mesh, ax=ax, label="success")
+        fig.tight_layout()
+        fig.savefig(out_dir / "eval_heatmap.png", dpi=110)
+        plt.close(fig)
+    return path

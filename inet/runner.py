@@ -25,7 +25,7 @@ from .config import ConfigError, RunConfig
 from .engine import Engine
 from .guards import NonFiniteError
 from .logger import RunLogger
-from .plots import plot_kpis
+from .plots import plot_kpis, plot_lengths
 
 HEADLINE = ("task_success", "reward_per_iteration", "reward_per_task")
 
@@ -160,6 +160,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         "iterations_to_converge": engine.kpis.converged_at,
         "tasks": final["tasks"],
         "nonfinite_skipped": final["nonfinite_skipped"],
+        **engine.task_summary(),
         "wall_seconds": total_wall,
         "iterations_per_second": engine.iteration / total_wall,
         "iterations_per_second_per_lane": engine.iteration / total_wall / cfg.lanes,
@@ -168,6 +169,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_kpis(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
+    plot_lengths(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}")
     print(kpi_table(summary))
     print(f"run directory: {run_dir}")
     return summary
