@@ -32,6 +32,8 @@ class NodeConfig:
     cu_view: Optional[List[int]] = None
     # paper 5.2.2.5: snap every written value to the nearest of these (straight-through gradient); null = off
     round_to: Optional[List[float]] = None
+    round_from: int = 0  # lane-iteration at which rounding starts (straight-through rounding from scratch hides
+    # the continuous signal a PU learns from; start it once the PUs are roughly right)
 
 
 @dataclass
@@ -262,6 +264,7 @@ def validate(cfg: RunConfig) -> None:
             _require(node.cu_visible, f"{key}.cu_view", "is set but cu_visible is false; set cu_visible: true")
         if node.round_to is not None:
             _require(len(node.round_to) >= 1, f"{key}.round_to", "list at least one value, e.g. [0, 1], or null for off")
+        _require(node.round_from >= 0, f"{key}.round_from", f"must be >= 0, got {node.round_from}")
 
     for name, pu in cfg.pus.items():
         key = f"pus.{name}"

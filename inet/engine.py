@@ -165,6 +165,7 @@ class Engine:
         """One lockstep iteration of Algorithm 1 (see module docstring)."""
         b, dev, cfg = self.lanes, self.device, self.cfg
         self.current = self.iteration + b  # the iteration count once this step is done (as logged)
+        self.nodes.set_iteration(self.iteration)
         obs = self.obs
         actions, explore, argmax = self._choose()
         wheels = self.teacher is not None and self.iteration < cfg.training_wheels.iterations

@@ -39,6 +39,7 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
     ecfg = dataclasses.replace(ecfg, curriculum=dataclasses.replace(
         ecfg.curriculum, enabled=False, start_length=length, min_length=1, max_length=length))
     nodes = Nodes(cfg.nodes, instances, dev)
+    nodes.set_iteration(engine.iteration)
     env = type(engine.first_env)(name, ecfg, nodes, instances, dev, generator)
     env.bind(engine.action_index)
     env.reset()

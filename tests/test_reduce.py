@@ -223,7 +223,7 @@ def test_evaluation_is_scheduled_logged_and_reported():
 def test_rounded_nodes_snap_values_and_pass_gradients_straight_through():
     levels = torch.tensor([0.0, 1.0])
     assert snap(torch.tensor([[-0.3], [0.49], [0.51], [7.0]]), levels).reshape(-1).tolist() == [0, 0, 1, 1]
-    over = ["experiment=reduce/xor", *fixed(1), "+stabilisers=on", "cu.script=inet.tasks.reduce.teacher",
+    over = ["experiment=reduce/xor", *fixed(1), "+stabilisers=on", "nodes.n2.round_from=0", "cu.script=inet.tasks.reduce.teacher",
             "evaluation.interval=0"]
     engine = Engine(compose(over))
     before = {k: v.clone() for k, v in engine.pus["pu0"].state_dict().items()}
