@@ -57,7 +57,7 @@ def plot_lengths(kpis_csv: Path, out_dir: Path, title: str) -> Path | None:
     for col, style in (("max_length_reached", "-"), ("curriculum_length", ":"), ("max_length_reliable", "--")):
         if col in df:
             ax.step(df["iteration"], df[col], style, where="post", label=col.replace("_", " "))
-    ax.set_yscale("log", base=2)
+    ax.set_yscale("symlog", base=2, linthresh=1)  # max_length_reliable may be 0
     ax.set_xlabel("iteration")
     ax.set_ylabel("sequence length L")
     ax.set_title(title)
@@ -73,9 +73,10 @@ def plot_lengths(kpis_csv: Path, out_dir: Path, title: str) -> Path | None:
         fig, ax = plt.subplots(figsize=(7, 3.5))
         grid = evaluated[cols].to_numpy().T
         x = evaluated["iteration"].to_numpy()
-        mesh = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis", interpolation="nearest",
-                         extent=(x[0], x[-1] if len(x) > 1 else x[0] + 1, -0.5, len(cols) - 0.5))
-        ax.set_yticks(range(len(cols)), [c[len("eval_success_"):] for c in cols])
+        step = x[1] - x[0] if len(x) > 1 else 1
+        edges = [*(x - step / 2), x[-1] + step / 2]  # one column per logged row, centred on its iteration
+        mesh = ax.pcolormesh(edges, range(len(cols) + 1), grid, vmin=0, vmax=1, cmap="viridis")
+        ax.set_yticks([i + 0.5 for i in range(len(cols))], [c[len("eval_success_"):] for c in cols])
         ax.set_xlabel("iteration")
         ax.set_title(f"greedy success per length  {title}")
         fig.colorbar(mesh, ax=ax, label="success")
