@@ -100,6 +100,9 @@ class CurriculumConfig:
     mode: str = "add"
     step: int = 1
     hysteresis: int = 0
+    # fraction of task instances whose length is drawn uniformly from [min_length, current length]
+    # (rehearsal of shorter lengths, so that the greedy CU does not forget them)
+    mix: float = 0.0
 
 
 @dataclass
@@ -351,3 +354,4 @@ def _validate_curriculum(c: "CurriculumConfig", key: str) -> None:
     _require(c.mode in CURRICULUM_MODES, f"{key}.mode", f"choose one of {list(CURRICULUM_MODES)}, got '{c.mode}'")
     _require(c.step >= 1, f"{key}.step", f"must be >= 1, got {c.step}")
     _require(c.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {c.hysteresis}")
+    _require(0.0 <= c.mix <= 1.0, f"{key}.mix", f"must be in [0, 1], got {c.mix}")

@@ -241,3 +241,20 @@ def test_epsilon_scaled_by_expected_task_length():
     explored = [e._choose()[1].float().mean().item() for e in (plain, scaled)]
     assert explored[0] == pytest.approx(0.9, abs=0.03)
     assert explored[1] == pytest.approx(0.9 / 18, abs=0.015)  # 2 L + 2 = 18 iterations per instance
+
+
+def test_curriculum_mix_rehearses_shorter_lengths_which_do_not_move_the_curriculum():
+    over = ["experiment=reduce/xor", *EXACT, "lanes=400", "envs.reduce.curriculum.start_length=6",
+            "envs.reduce.curriculum.mix=0.5", "envs.reduce.curriculum.promote_after=1000"]
+    engine = Engine(compose(over))
+    lengths = engine.first_env.length
+    assert lengths.min() >= 1 and lengths.max() == 6
+    assert 0.4 < (lengths == 6).float().mean() < 0.7  # half keep the length, half draw one of 1..6
+    assert set(lengths.tolist()) == set(range(1, 7))
+    at_six = 0
+    while engine.kpis.tasks < 400:
+        before = engine.first_env.length.clone()
+        step = engine.step()
+        at_six += sum(int((before[e.lanes] == 6).sum()) for e in step.ended)
+    c = engine.first_env.curriculum
+    assert c.successes == at_six < engine.kpis.tasks  # every instance solved, only those at length 6 counted

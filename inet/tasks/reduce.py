@@ -10,7 +10,9 @@ invalid action or timeout; the budget is `reward.timeout + reward.timeout_per_it
 
 Signals (besides new task instance and age / budget): a new item arrived with
 the last action, and the end of the sequence was reached. The length L comes from
-the curriculum (`curriculum.enabled`) or is `curriculum.start_length`.
+the curriculum (`curriculum.enabled`; with `curriculum.mix`, a fraction of the
+instances rehearse a length drawn from [min_length, length]) or is
+`curriculum.start_length`. Only instances at the curriculum's current length move it.
 
 `params`: `f` (constant, last, and, or, xor), `constant` (f = constant: its value),
 `route` (the PUs the teacher and the scripted CU use: reset, reduce, submit).
@@ -97,6 +99,11 @@ class Reduce(Environment):
         n, length = len(lanes), self.current_length
         seq = (self.random(n, self.max_len) < 0.5).long()
         lengths = torch.full((n,), length, dtype=torch.long, device=self.device)
+        mix = self.cfg.curriculum.mix if self.curriculum is not None else 0.0
+        if mix > 0:  # rehearsal: some instances get a length drawn from [min_length, length]
+            low = self.cfg.curriculum.min_length
+            drawn = (low + self.random(n) * (length - low + 1)).long().clamp(max=length)
+            lengths = torch.where(self.random(n) < mix, drawn, lengths)
         self.seq[lanes] = seq
         self.length[lanes] = lengths
         self.pos[lanes] = 0
@@ -153,8 +160,9 @@ class Reduce(Environment):
         return 2.0 * self.length.float() + 2.0
 
     def task_ended(self, lanes: torch.Tensor, success: torch.Tensor) -> None:
-        if self.curriculum is not None:
-            self.curriculum.update(success.tolist())
+        if self.curriculum is not None:  # only instances at the current length count (not rehearsal, not stale)
+            at_length = self.length[lanes] == self.curriculum.length
+            self.curriculum.update(success[at_length].tolist())
 
     def metrics(self) -> Dict[str, float]:
         reached = self.curriculum.max_reached if self.curriculum is not None else self.current_length
