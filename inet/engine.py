@@ -10,7 +10,9 @@
   4. the transition goes to replay; node losses and the CU's TD gradient on the
      CU-visible nodes are swept through the tape in one pass; the PUs take one
      optimizer step; the CU trains on its schedule;
-  5. the tape drops records no live value can reach.
+  5. the tape drops records no live value can reach;
+  6. every `evaluation.interval` iterations, a greedy evaluation (inet/evaluation.py)
+     that reads the PUs and the CU and changes no training state.
 Iteration counts are lane-iterations (environment interactions over all lanes).
 All state lives in `state_dict()` so a run can be saved and restored exactly.
 """
@@ -340,7 +342,8 @@ class Engine:
         self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
         self.kpis.load_state_dict(state["kpis"])
         self.stats = dict(state["stats"])
-        self.evaluator.load_state_dict(state["evaluation"])
+        if "evaluation" in state:  # checkpoints written before evaluation existed have none
+            self.evaluator.load_state_dict(state["evaluation"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
