@@ -25,6 +25,9 @@ VARIANTS = {
     "wheels+stabilisers": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "+stabilisers=on"],
     "wheels": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}"],
     "stabilisers": lambda n: ["+stabilisers=on"],
+    # no uniformly random phase at the start: epsilon 0.01 from iteration 0, the CU trains from iteration 0
+    "wheels+stabilisers+no-random-phase": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "+stabilisers=on",
+                                                     "cu.exploration_initial_eps=0.01", "cu.learning_starts=0"],
     "plain": lambda n: [],
 }
 
