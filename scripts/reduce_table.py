@@ -57,6 +57,21 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list) -> str:
+    """One line per (f, variant): each KPI as seed0/seed1/seed2."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["f"]), []).append(r)
+    lines = ["| variant | f | iterations | max_length_reached | max_length_reliable (end) | best max_length_reliable |",
+             "|---|---|---|---|---|---|"]
+    for (variant, f), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        col = lambda k: "/".join(str(int(r[k])) for r in rs)  # noqa: E731
+        lines.append(f"| {variant} | {f} | {rs[0]['iterations']} | {col('max_length_reached')} | "
+                     f"{col('max_length_reliable')} | {col('best_max_length_reliable')} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--functions", nargs="+", default=["constant", "last", "and", "or", "xor"])
@@ -80,7 +95,7 @@ def main() -> None:
                 rows.append(r)
                 with open(jsonl, "a") as fh:
                     fh.write(json.dumps(r) + "\n")
-                args.out.write_text(table(rows) + "\n")
+                args.out.write_text(summary(rows) + "\n\n" + table(rows) + "\n")
                 print(json.dumps({k: r[k] for k in ("f", "variant", "seed", "max_length_reached",
                                                      "max_length_reliable", "best_max_length_reliable", "seconds")}),
                       flush=True)
