@@ -303,6 +303,7 @@ class Engine:
         if self.cfg.evaluation.interval:
             ev = self.evaluator
             out.update({"max_length_reliable": ev.max_length_reliable, "best_max_length_reliable": ev.best_reliable,
+                        "max_length_reliable_prefix": ev.max_length_reliable_prefix,
                         "evaluated_at": ev.evaluated_at, "eval_success_by_length": dict(ev.results),
                         "extrapolation": ev.extrapolation(out.get("max_length_reached", float("inf")))})
         return out

@@ -85,6 +85,16 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
     return solved.float().mean().item()
 
 
+def reliable_prefix(results: Dict[int, float], threshold: float) -> int:
+    """Largest L with success >= threshold at L and at every evaluated length below it (0: none)."""
+    best = 0
+    for n in sorted(results):
+        if results[n] < threshold:
+            break
+        best = n
+    return best
+
+
 class Evaluator:
     """Schedules evaluations and keeps their results (all of it in `state_dict`)."""
 
@@ -113,6 +123,11 @@ class Evaluator:
         """Largest evaluated length with success >= threshold at the last evaluation (0: none)."""
         return max((n for n, s in self.results.items() if s >= self.cfg.threshold), default=0)
 
+    @property
+    def max_length_reliable_prefix(self) -> int:
+        """Largest evaluated length such that every evaluated length up to it reached the threshold (0: none)."""
+        return reliable_prefix(self.results, self.cfg.threshold)
+
     def extrapolation(self, max_trained: float) -> Dict[int, float]:
         """Success at the evaluated lengths beyond the largest trained length."""
         return {n: s for n, s in self.results.items() if n > max_trained}
@@ -122,6 +137,7 @@ class Evaluator:
         beyond = list(self.extrapolation(max_trained).values())
         out["eval_extrapolation_success"] = sum(beyond) / len(beyond) if beyond else float("nan")
         out["max_length_reliable"] = float(self.max_length_reliable)
+        out["max_length_reliable_prefix"] = float(self.max_length_reliable_prefix)
         return out
 
     def state_dict(self) -> dict:

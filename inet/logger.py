@@ -27,6 +27,7 @@ TAGS = {
     "curriculum_length": "charts/curriculum_length",
     "max_length_reached": "charts/max_length_reached",
     "max_length_reliable": "eval/max_length_reliable",
+    "max_length_reliable_prefix": "eval/max_length_reliable_prefix",
     "eval_extrapolation_success": "eval/extrapolation_success",
 }
 

@@ -19,12 +19,15 @@ import torch
 
 from inet.cli import compose
 from inet.engine import Engine
+from inet.evaluation import reliable_prefix
 
 WHEELS = ["training_wheels.teacher=inet.tasks.reduce.teacher"]
 VARIANTS = {
     "wheels+stabilisers": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "+stabilisers=on"],
     "wheels": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}"],
     "stabilisers": lambda n: ["+stabilisers=on"],
+    # 30% of the instances rehearse a length drawn from [1, current length]
+    "wheels+mix": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "envs.reduce.curriculum.mix=0.3"],
     # no uniformly random phase at the start: epsilon 0.01 from iteration 0, the CU trains from iteration 0
     "wheels+stabilisers+no-random-phase": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "+stabilisers=on",
                                                      "cu.exploration_initial_eps=0.01", "cu.learning_starts=0"],
@@ -62,13 +65,15 @@ def summary(rows: list) -> str:
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["variant"], r["f"]), []).append(r)
-    lines = ["| variant | f | iterations | max_length_reached | max_length_reliable (end) | best max_length_reliable |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| variant | f | iterations | max_length_reached | max_length_reliable (end) | reliable prefix (end) "
+             "| best max_length_reliable |", "|---|---|---|---|---|---|---|"]
     for (variant, f), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         col = lambda k: "/".join(str(int(r[k])) for r in rs)  # noqa: E731
+        prefix = "/".join(str(reliable_prefix({int(n): v for n, v in r["eval_success_by_length"].items()}, 0.95))
+                          for r in rs)
         lines.append(f"| {variant} | {f} | {rs[0]['iterations']} | {col('max_length_reached')} | "
-                     f"{col('max_length_reliable')} | {col('best_max_length_reliable')} |")
+                     f"{col('max_length_reliable')} | {prefix} | {col('best_max_length_reliable')} |")
     return "\n".join(lines)
 
 

@@ -215,9 +215,18 @@ def test_evaluation_is_scheduled_logged_and_reported():
     m = engine.metrics()
     assert engine.evaluator.evaluated_at == 100
     assert (m["eval_success_L1"], m["eval_success_L4"], m["eval_success_L16"]) == (1.0, 1.0, 1.0)
-    assert m["max_length_reliable"] == 16 and m["max_length_reached"] == 4
+    assert m["max_length_reliable"] == 16 and m["max_length_reached"] == 4 and m["max_length_reliable_prefix"] == 16
     s = engine.task_summary()
     assert s["eval_success_by_length"] == {1: 1.0, 4: 1.0, 16: 1.0} and s["extrapolation"] == {16: 1.0}
+
+
+def test_max_length_reliable_is_the_largest_reliable_length_and_the_prefix_needs_all_shorter_ones():
+    from inet.config import EvaluationConfig
+    from inet.evaluation import Evaluator
+
+    ev = Evaluator(EvaluationConfig(interval=1, lengths=[1, 2, 4, 8, 16]))
+    ev.results = {1: 1.0, 2: 0.96, 4: 0.5, 8: 0.95, 16: 0.94}
+    assert ev.max_length_reliable == 8 and ev.max_length_reliable_prefix == 2
 
 
 def test_rounded_nodes_snap_values_and_pass_gradients_straight_through():
