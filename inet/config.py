@@ -15,6 +15,7 @@ PU_KINDS = ("mlp", "gru", "mover", "constant", "custom")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 REWARD_SHAPES = ("exp", "binary")
 NONFINITE_POLICIES = ("raise", "skip")
+CURRICULUM_MODES = ("add", "double")
 
 
 class ConfigError(ValueError):
@@ -29,6 +30,10 @@ class NodeConfig:
     cu_visible: bool = False
     # [start, stop) slice of the flattened value that the CU sees; null = all of it.
     cu_view: Optional[List[int]] = None
+    # paper 5.2.2.5: snap every written value to the nearest of these (straight-through gradient); null = off
+    round_to: Optional[List[float]] = None
+    round_from: int = 0  # lane-iteration at which rounding starts (straight-through rounding from scratch hides
+    # the continuous signal a PU learns from; start it once the PUs are roughly right)
 
 
 @dataclass
@@ -70,9 +75,34 @@ class RewardConfig:
     invalid_action: float = -1.0
     timeout: int = 10  # iterations a task instance may take before it fails
     timeout_penalty: float = -1.0
+    timeout_per_item: float = 0.0  # the budget grows by this per item of the instance (reduce: 2 per item)
     per_iteration: float = 0.0  # added every iteration (a cost when negative)
     shape: str = "exp"  # graded tasks: exp -> success*exp(-err^2/width); binary
     width: float = 0.01
+
+
+@dataclass
+class CurriculumConfig:
+    """The task length over training (paper 5.2.2.2); `enabled: false` keeps `start_length` fixed.
+
+    After `promote_after` successes in a row the length grows (`mode` add: + `step`;
+    double: x2) up to `max_length`; after `demote_after` failures in a row it shrinks
+    the same way down to `min_length`. With `hysteresis: h`, the h task instances
+    after any change count towards neither streak.
+    """
+
+    enabled: bool = False
+    start_length: int = 1
+    min_length: int = 1
+    max_length: int = 64
+    promote_after: int = 10
+    demote_after: int = 20
+    mode: str = "add"
+    step: int = 1
+    hysteresis: int = 0
+    # fraction of task instances whose length is drawn uniformly from [min_length, current length]
+    # (rehearsal of shorter lengths, so that the greedy CU does not forget them)
+    mix: float = 0.0
 
 
 @dataclass
@@ -83,6 +113,7 @@ class EnvConfig:
     inputs: List[str] = field(default_factory=list)
     outputs: List[str] = field(default_factory=list)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     params: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +149,8 @@ class CUConfig:
     grad_to_nodes_scale: float = 1.0
     # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning)
     script: Optional[str] = None
+    # paper 5.2.2.3: divide epsilon by the expected iterations of each lane's task instance
+    epsilon_by_task_length: bool = False
 
 
 @dataclass
@@ -147,8 +180,19 @@ class PUOptimConfig:
 class TrainingWheelsConfig:
     """Replace the CU's reward by a scripted teacher's for the first `iterations` (paper 5.1.3)."""
 
-    teacher: Optional[str] = None  # import path of fn(env, action_index) -> LongTensor[B]
+    teacher: Optional[str] = None  # import path of fn(env) -> LongTensor[B] of action indices (env.action_index)
     iterations: int = 0
+
+
+@dataclass
+class EvaluationConfig:
+    """Greedy evaluation every `interval` lane-iterations (0 = off): `instances` fresh task
+    instances at each of `lengths`, no exploration, no learning (DESIGN.md section 7)."""
+
+    interval: int = 0
+    instances: int = 200
+    lengths: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    threshold: float = 0.95  # success that makes a length count towards max_length_reliable
 
 
 @dataclass
@@ -191,6 +235,7 @@ class RunConfig:
     tape: TapeConfig = field(default_factory=TapeConfig)
     pu_optim: PUOptimConfig = field(default_factory=PUOptimConfig)
     training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
 
 
@@ -236,6 +281,9 @@ def validate(cfg: RunConfig) -> None:
             ok = len(node.cu_view) == 2 and 0 <= node.cu_view[0] < node.cu_view[1] <= numel
             _require(ok, f"{key}.cu_view", f"must be [start, stop) with 0 <= start < stop <= {numel}, got {node.cu_view}")
             _require(node.cu_visible, f"{key}.cu_view", "is set but cu_visible is false; set cu_visible: true")
+        if node.round_to is not None:
+            _require(len(node.round_to) >= 1, f"{key}.round_to", "list at least one value, e.g. [0, 1], or null for off")
+        _require(node.round_from >= 0, f"{key}.round_from", f"must be >= 0, got {node.round_from}")
 
     for name, pu in cfg.pus.items():
         key = f"pus.{name}"
@@ -263,6 +311,18 @@ def validate(cfg: RunConfig) -> None:
         _require(env.reward.timeout >= 1, f"{key}.reward.timeout", f"the action budget must be >= 1, got {env.reward.timeout}")
         _require(env.reward.shape in REWARD_SHAPES, f"{key}.reward.shape", f"choose one of {list(REWARD_SHAPES)}")
         _require(env.reward.width > 0, f"{key}.reward.width", f"must be > 0, got {env.reward.width}")
+        _require(env.reward.timeout_per_item >= 0, f"{key}.reward.timeout_per_item",
+                 f"must be >= 0, got {env.reward.timeout_per_item}")
+        _validate_curriculum(env.curriculum, f"{key}.curriculum")
+
+    ev = cfg.evaluation
+    _require(ev.interval >= 0, "evaluation.interval", f"must be >= 0 (0 = off), got {ev.interval}")
+    _require(ev.instances >= 1, "evaluation.instances", f"must be >= 1, got {ev.instances}")
+    _require(len(ev.lengths) >= 1 and all(n >= 1 for n in ev.lengths), "evaluation.lengths",
+             f"list lengths >= 1, got {ev.lengths}")
+    _require(0.0 < ev.threshold <= 1.0, "evaluation.threshold", f"must be in (0, 1], got {ev.threshold}")
+    _require(ev.interval == 0 or len(cfg.envs) == 1, "evaluation.interval",
+             "evaluation needs exactly one Environment; set evaluation.interval=0")
 
     cu = cfg.cu
     for part in cu.inputs:
@@ -302,3 +362,17 @@ def validate(cfg: RunConfig) -> None:
     tw = cfg.training_wheels
     _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
     _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")
+
+
+def _validate_curriculum(c: "CurriculumConfig", key: str) -> None:
+    _require(c.min_length >= 1, f"{key}.min_length", f"must be >= 1, got {c.min_length}")
+    _require(c.max_length >= c.min_length, f"{key}.max_length",
+             f"must be >= min_length ({c.min_length}), got {c.max_length}")
+    _require(c.min_length <= c.start_length <= c.max_length, f"{key}.start_length",
+             f"must lie in [min_length, max_length] = [{c.min_length}, {c.max_length}], got {c.start_length}")
+    _require(c.promote_after >= 1, f"{key}.promote_after", f"must be >= 1, got {c.promote_after}")
+    _require(c.demote_after >= 1, f"{key}.demote_after", f"must be >= 1, got {c.demote_after}")
+    _require(c.mode in CURRICULUM_MODES, f"{key}.mode", f"choose one of {list(CURRICULUM_MODES)}, got '{c.mode}'")
+    _require(c.step >= 1, f"{key}.step", f"must be >= 1, got {c.step}")
+    _require(c.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {c.hysteresis}")
+    _require(0.0 <= c.mix <= 1.0, f"{key}.mix", f"must be in [0, 1], got {c.mix}")

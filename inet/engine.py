@@ -10,7 +10,9 @@
   4. the transition goes to replay; node losses and the CU's TD gradient on the
      CU-visible nodes are swept through the tape in one pass; the PUs take one
      optimizer step; the CU trains on its schedule;
-  5. the tape drops records no live value can reach.
+  5. the tape drops records no live value can reach;
+  6. every `evaluation.interval` iterations, a greedy evaluation (inet/evaluation.py)
+     that reads the PUs and the CU and changes no training state.
 Iteration counts are lane-iterations (environment interactions over all lanes).
 All state lives in `state_dict()` so a run can be saved and restored exactly.
 """
@@ -27,6 +29,7 @@ from torch import nn
 from .config import ConfigError, RunConfig, validate
 from .cu import ControlUnit
 from .env import Environment, Step
+from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .kpis import KPITracker
 from .nodes import ENV, Nodes
@@ -104,6 +107,7 @@ class Engine:
         self.history = torch.zeros(b, sizes["history"], device=dev)
         self.meta = torch.zeros(b, 2, device=dev)
         self.kpis = KPITracker(b, cfg.kpi_window)
+        self.evaluator = Evaluator(cfg.evaluation)
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         for env in self.envs.values():
             env.reset()
@@ -150,7 +154,10 @@ class Engine:
             false = torch.zeros(self.lanes, dtype=torch.bool, device=self.device)
             self.last_q, self.last_explore = None, false
             return actions, false, ~false
-        actions, explore, argmax, q = self.cu.act(self.obs, self.cu.epsilon(self.iteration))
+        eps = self.cu.epsilon(self.iteration)
+        if self.cfg.cu.epsilon_by_task_length:  # paper 5.2.2.3: per-lane epsilon / expected task length
+            eps = eps / torch.as_tensor(self.first_env.expected_length(), device=self.device).clamp(min=1.0)
+        actions, explore, argmax, q = self.cu.act(self.obs, eps)
         if not finite(q):
             raise NonFiniteError(f"iteration {self.current}: the CU's Q-values are not finite "
                                  "(its weights or inputs are broken; this cannot be skipped)")
@@ -162,6 +169,7 @@ class Engine:
         """One lockstep iteration of Algorithm 1 (see module docstring)."""
         b, dev, cfg = self.lanes, self.device, self.cfg
         self.current = self.iteration + b  # the iteration count once this step is done (as logged)
+        self.nodes.set_iteration(self.iteration)
         obs = self.obs
         actions, explore, argmax = self._choose()
         wheels = self.teacher is not None and self.iteration < cfg.training_wheels.iterations
@@ -207,6 +215,8 @@ class Engine:
         self.tape.prune(self.nodes.live_writers())
         self.obs, self.obs_writers = next_obs, next_writers
         self.kpis.update(self.iteration, step)
+        if self.evaluator.due(before, self.iteration):
+            self.evaluator.run(self)
         return step
 
     # -- learning -----------------------------------------------------------------
@@ -281,6 +291,23 @@ class Engine:
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
         })
+        for env in self.envs.values():
+            out.update(env.metrics())
+        if self.cfg.evaluation.interval:
+            out.update(self.evaluator.metrics(out.get("max_length_reached", float("inf"))))
+        return out
+
+    def task_summary(self) -> Dict[str, object]:
+        """The tasks' own final KPIs and the last evaluation, for summary.json (DESIGN.md section 7)."""
+        out: Dict[str, object] = {}
+        for env in self.envs.values():
+            out.update(env.metrics())
+        if self.cfg.evaluation.interval:
+            ev = self.evaluator
+            out.update({"max_length_reliable": ev.max_length_reliable, "best_max_length_reliable": ev.best_reliable,
+                        "max_length_reliable_prefix": ev.max_length_reliable_prefix,
+                        "evaluated_at": ev.evaluated_at, "eval_success_by_length": dict(ev.results),
+                        "extrapolation": ev.extrapolation(out.get("max_length_reached", float("inf")))})
         return out
 
     def state_dict(self) -> dict:
@@ -298,6 +325,7 @@ class Engine:
             "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
             "kpis": self.kpis.state_dict(),
             "stats": dict(self.stats),
+            "evaluation": self.evaluator.state_dict(),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state()},
         }
@@ -317,6 +345,8 @@ class Engine:
         self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
         self.kpis.load_state_dict(state["kpis"])
         self.stats = dict(state["stats"])
+        if "evaluation" in state:  # checkpoints written before evaluation existed have none
+            self.evaluator.load_state_dict(state["evaluation"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])

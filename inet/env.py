@@ -28,6 +28,7 @@ class TaskEnd:
     submitted: torch.Tensor  # bool: ended by a submit (not a timeout or invalid action)
     reward: torch.Tensor  # total reward of the instance
     extras: Dict[str, torch.Tensor] = field(default_factory=dict)  # per-task KPIs (bool)
+    lanes: torch.Tensor | None = None  # the lanes these instances ran in
 
 
 @dataclass
@@ -96,6 +97,21 @@ class Environment:
         """[B, task_signals] additional signals."""
         return torch.zeros(self.lanes, 0, device=self.device)
 
+    def budget(self) -> torch.Tensor | float:
+        """Iterations each lane's task instance may take before it times out ([B] or a scalar)."""
+        return self.reward.timeout
+
+    def expected_length(self) -> torch.Tensor | float:
+        """Iterations the current task instance of each lane needs when solved well ([B] or a scalar)."""
+        return 1.0
+
+    def task_ended(self, lanes: torch.Tensor, success: torch.Tensor) -> None:
+        """Called with the lanes whose task instance just ended (in lane order), before new ones start."""
+
+    def metrics(self) -> Dict[str, float]:
+        """The task's own KPIs (e.g. a curriculum's state)."""
+        return {}
+
     # -- shared machinery ---------------------------------------------------------
     def bind(self, action_index: Dict[str, int]) -> None:
         """Learn every action's index (env actions and PUs); a subclass may check names here."""
@@ -112,7 +128,7 @@ class Environment:
 
     def signals(self) -> torch.Tensor:
         """[B, n_signals]: new task instance, age / timeout, then the task's own."""
-        base = torch.stack([(self.age == 0).float(), self.age.float() / self.reward.timeout], 1)
+        base = torch.stack([(self.age == 0).float(), self.age.float() / self.budget()], 1)
         return base if not self.task_signals else torch.cat([base, self.extra_signals()], 1)
 
     def finish(self, lanes: torch.Tensor, success: torch.Tensor, reward: torch.Tensor,
@@ -140,7 +156,7 @@ class Environment:
         self._extras: Dict[str, torch.Tensor] = {}
         self.respond(step)
         self.age += 1
-        timed_out = (self.age >= self.reward.timeout) & ~self._ended
+        timed_out = (self.age >= self.budget()) & ~self._ended
         if timed_out.any():
             self.fail(timed_out.nonzero().squeeze(1), self.reward.timeout_penalty)
         self.task_reward += self._r
@@ -149,7 +165,8 @@ class Environment:
             lanes = self._ended.nonzero().squeeze(1)
             step.terminal |= self._ended
             step.ended.append(TaskEnd(self._success[lanes], self._submitted[lanes], self.task_reward[lanes],
-                                      {k: v[lanes] for k, v in self._extras.items()}))
+                                      {k: v[lanes] for k, v in self._extras.items()}, lanes))
+            self.task_ended(lanes, self._success[lanes])
             self.task_reward[lanes] = 0.0
             self.age[lanes] = 0
             self.start(lanes)

@@ -26,6 +26,11 @@ TAGS = {
     "guarded_updates": "rollout/guarded_updates",
     "nonfinite_skipped": "rollout/nonfinite_skipped",
     "iterations_per_second": "time/iterations_per_second",
+    "curriculum_length": "charts/curriculum_length",
+    "max_length_reached": "charts/max_length_reached",
+    "max_length_reliable": "eval/max_length_reliable",
+    "max_length_reliable_prefix": "eval/max_length_reliable_prefix",
+    "eval_extrapolation_success": "eval/extrapolation_success",
 }
 
 # Final KPIs shown as metrics in TensorBoard's HParams tab (tags of this run's own scalars).
@@ -45,6 +50,13 @@ LAYOUT = {
                                           "rollout/nonfinite_skipped"]],
     },
 }
+
+
+def tag(metric: str) -> str:
+    """The TensorBoard tag of a metric: `eval_success_L8` -> `eval/success_L8`, unknown ones under `charts/`."""
+    if metric in TAGS:
+        return TAGS[metric]
+    return f"eval/{metric[5:]}" if metric.startswith("eval_") else f"charts/{metric}"
 
 
 class RunLogger:
@@ -95,18 +107,18 @@ class RunLogger:
         for summary in hparams_summary(hparams, metrics):
             self.writer.file_writer.add_summary(summary)
 
-    def finish(self, iteration: int, summary: Dict[str, object], figure: Optional[Figure] = None) -> None:
-        """Log the final `iterations_to_converge` (when converged) and the KPI plot, then close."""
+    def finish(self, iteration: int, summary: Dict[str, object], figures: Dict[str, Figure]) -> None:
+        """Log the final `iterations_to_converge` (when converged) and the run's plots (`plots/<name>`), then close."""
         converged = summary.get("iterations_to_converge")
         if converged is not None:
             self.writer.add_scalar("charts/iterations_to_converge", float(converged), iteration)
-        if figure is not None:
-            self.writer.add_figure("plots/kpis", figure, iteration, close=True)
+        for name, figure in figures.items():
+            self.writer.add_figure(f"plots/{name}", figure, iteration, close=True)
         self.close()
 
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         for k, v in row.items():
-            self.writer.add_scalar(TAGS.get(k, f"charts/{k}"), v, iteration)
+            self.writer.add_scalar(tag(k), v, iteration)
         row = {k: v for k, v in row.items() if not TAGS.get(k, "").startswith("time/")}
         if self._file is None:
             self._columns = ["iteration", *row]

@@ -3,6 +3,10 @@
 Besides its value, each node remembers per lane which tape record wrote the
 value (-1: an Environment or the initial zeros). That id is how a loss on a
 node finds the PU runs that produced it.
+
+A node with `round_to` snaps every value written into it, from iteration
+`round_from` on, to the nearest listed value (paper 5.2.2.5). The tape recomputes a record's forward pass without the
+rounding and hands it the node's gradient unchanged: a straight-through gradient.
 """
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ from .config import NodeConfig
 ENV = -1  # writer id of values written by an Environment (ends a gradient chain)
 
 
+def snap(value: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Each element of `value` replaced by the nearest of `levels`."""
+    nearest = (value.detach().unsqueeze(-1) - levels).abs().argmin(-1)
+    return levels[nearest]
+
+
 class Nodes:
     """All node values [B, *shape] and their writers, one list of record ids per node."""
 
@@ -25,6 +35,12 @@ class Nodes:
             n: torch.zeros(lanes, *shape, device=device) for n, shape in self.shapes.items()
         }
         self.writers: Dict[str, List[int]] = {n: [ENV] * lanes for n in specs}
+        self._levels: Dict[str, torch.Tensor] = {
+            n: torch.tensor(s.round_to, dtype=torch.float32, device=device)
+            for n, s in specs.items() if s.round_to is not None}
+        self._round_from = {n: specs[n].round_from for n in self._levels}
+        self.round_to: Dict[str, torch.Tensor] = {}  # the nodes rounded now
+        self.set_iteration(0)
         # CU view: (node, start, stop) over the flattened value, in declaration order.
         self.cu_views = []
         for n, s in specs.items():
@@ -32,6 +48,10 @@ class Nodes:
                 numel = self.values[n][0].numel()
                 start, stop = s.cu_view if s.cu_view is not None else (0, numel)
                 self.cu_views.append((n, start, stop))
+
+    def set_iteration(self, iteration: int) -> None:
+        """Turn each node's rounding on once `iteration` reaches its `round_from`."""
+        self.round_to = {n: v for n, v in self._levels.items() if iteration >= self._round_from[n]}
 
     @property
     def cu_size(self) -> int:
@@ -42,6 +62,8 @@ class Nodes:
 
         Out of place: tape records keep references to the values they read.
         """
+        if name in self.round_to:
+            value = snap(value, self.round_to[name])
         if len(lanes) == self.lanes:
             self.values[name] = value.detach()
         else:

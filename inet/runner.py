@@ -3,7 +3,7 @@
 Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
 `kpis.csv`, `summary.json`, `checkpoint.pt` (every `checkpoint_interval`
 iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
-`pus/<name>.pt` (each PU's weights, loadable with `pretrained:`), `plots/kpis.png`,
+`pus/<name>.pt` (each PU's weights, loadable with `pretrained:`), `plots/` (kpis.png; reduce: lengths.png, eval_heatmap.png),
 `trace/` (recorded windows of iterations for the viewer, inet/trace.py).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .config import ConfigError, RunConfig
 from .engine import Engine
 from .guards import NonFiniteError
 from .logger import RunLogger
-from .plots import plot_kpis
+from .plots import plot_run
 from .trace import TraceRecorder
 
 HEADLINE = ("task_success", "reward_per_iteration", "reward_per_task")
@@ -173,6 +173,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         "iterations_to_converge": engine.kpis.converged_at,
         "tasks": final["tasks"],
         "nonfinite_skipped": final["nonfinite_skipped"],
+        **engine.task_summary(),
         "wall_seconds": total_wall,
         "iterations_per_second": engine.iteration / total_wall,
         "iterations_per_second_per_lane": engine.iteration / total_wall / cfg.lanes,
@@ -180,8 +181,8 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         "versions": versions(),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    fig = plot_kpis(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
-    logger.finish(engine.iteration, summary, fig)
+    figures = plot_run(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
+    logger.finish(engine.iteration, summary, figures)
     print(kpi_table(summary))
     print(f"run directory: {run_dir}")
     return summary

@@ -42,6 +42,25 @@ BAD = [
     (["training_wheels.iterations=10"], "training_wheels.teacher"),
     (["nodes.n3.cu_view=[0,5]"], "nodes.n3.cu_view"),
     (["pus.pu0.pretrained=/nonexistent/pu0.pt"], "pus.pu0.pretrained"),
+    *[(["experiment=reduce/xor", o], k) for o, k in [
+        ("envs.reduce.curriculum.start_length=-1", "envs.reduce.curriculum.start_length"),  # negative length
+        ("envs.reduce.curriculum.min_length=0", "envs.reduce.curriculum.min_length"),
+        ("envs.reduce.curriculum.max_length=0", "envs.reduce.curriculum.max_length"),  # bounds inverted
+        ("envs.reduce.curriculum.start_length=80", "envs.reduce.curriculum.start_length"),  # above max_length
+        ("envs.reduce.curriculum.promote_after=0", "envs.reduce.curriculum.promote_after"),
+        ("envs.reduce.curriculum.demote_after=-2", "envs.reduce.curriculum.demote_after"),
+        ("envs.reduce.curriculum.mode=triple", "envs.reduce.curriculum.mode"),
+        ("envs.reduce.curriculum.hysteresis=-1", "envs.reduce.curriculum.hysteresis"),
+        ("envs.reduce.reward.timeout_per_item=-2", "envs.reduce.reward.timeout_per_item"),
+        ("envs.reduce.params.f=nand", "envs.reduce.params.f"),
+        ("evaluation.lengths=[0,4]", "evaluation.lengths"),
+        ("evaluation.instances=0", "evaluation.instances"),
+        ("evaluation.interval=-5", "evaluation.interval"),
+        ("evaluation.threshold=1.5", "evaluation.threshold"),
+        ("nodes.n2.round_to=[]", "nodes.n2.round_to"),
+        ("nodes.n2.round_from=-1", "nodes.n2.round_from"),
+        ("envs.reduce.params.route.reset=pu9", "envs.reduce.params.route.reset"),
+    ]],
 ]
 
 

@@ -56,3 +56,25 @@ def test_cu_inputs_reaches_95_percent_for_seeds_0_1_2_within_40k_iterations():
     results = [train(["experiment=multitask/cu_inputs", f"seed={s}", "iterations=40000"]).metrics()["task_success"]
                for s in SEEDS]
     assert min(results) >= 0.95, results
+
+
+# reduce/constant (paper 5.2): training wheels (the teacher's route as reward) for the first 5k
+# iterations, then the task's own rewards for 5k more; greedy evaluation on 200 fresh instances per
+# length every 2,500 iterations. Measured: max_length_reliable at the end 16, 16, 64 for seeds 0, 1, 2
+# (one seed ~15 s of one core).
+REDUCE_CONSTANT = ["experiment=reduce/constant", "iterations=10000", "training_wheels.teacher=inet.tasks.reduce.teacher",
+                   "training_wheels.iterations=5000", "evaluation.interval=2500"]
+
+
+def test_reduce_constant_is_reliable_at_length_8_after_the_training_wheels_are_off_within_10k_iterations():
+    engine = train([*REDUCE_CONSTANT, "seed=0"])
+    m = engine.metrics()
+    assert engine.evaluator.evaluated_at == 10000
+    assert m["max_length_reliable"] >= 8, m  # at the last evaluation, 5k iterations after the wheels came off
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_reduce_constant_reliable_at_length_8_other_seeds(seed):
+    m = train([*REDUCE_CONSTANT, f"seed={seed}"]).metrics()
+    assert m["max_length_reliable"] >= 8, m

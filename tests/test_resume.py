@@ -1,4 +1,5 @@
 """Determinism, and a run stopped by SIGTERM and resumed equals an uninterrupted one."""
+import json
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def same_params(a: Path, b: Path) -> bool:
 def scalars(run_dir: Path, tag: str) -> list:
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
+    return [(e.step, e.value if e.value == e.value else "nan") for e in acc.Scalars(tag)]  # nan == nan here
 
 
 def test_same_seed_gives_identical_kpis_and_parameters_different_seed_differs(tmp_path):
@@ -66,9 +67,15 @@ def stop_at(monkeypatch, k: int) -> None:
     monkeypatch.setattr(Engine, "step", step)
 
 
-@pytest.mark.parametrize("experiment, k", [("multitask/base", 777), ("multitask/cu_inputs", 1001)])
-def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, experiment, k):
-    overrides = [*BASE, f"experiment={experiment}", "seed=5"]
+# reduce/xor: evaluations (their own generator) at 500, 1000, 1500, 2000 and a curriculum that moves
+REDUCE = ["evaluation.interval=500", "evaluation.instances=20", "evaluation.lengths=[1,2,4]",
+          "envs.reduce.curriculum.promote_after=2", "envs.reduce.curriculum.demote_after=3"]
+
+
+@pytest.mark.parametrize("experiment, k, extra", [("multitask/base", 777, []), ("multitask/cu_inputs", 1001, []),
+                                                  ("reduce/xor", 1003, REDUCE)])
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, experiment, k, extra):
+    overrides = [*BASE, f"experiment={experiment}", "seed=5", *extra]
     full = run_to_end(tmp_path, "full", overrides)
     cut = tmp_path / "cut"
     stop_at(monkeypatch, k)
@@ -79,7 +86,13 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, 
 
     state = torch.load(cut / checkpoint.FILENAME, weights_only=False)
     assert state["engine"]["iteration"] == k
-    assert state["engine"]["envs"]["multitask"]["age"].item() > 0, "k must fall inside a task instance"
+    env_state = next(iter(state["engine"]["envs"].values()))
+    assert env_state["age"].item() > 0, "k must fall inside a task instance"
+    if experiment.startswith("reduce"):
+        task = env_state["task"]
+        assert 0 < task["pos"].item() < task["length"].item(), "k must fall inside the sequence"
+        assert task["curriculum"]["promotions"] + task["curriculum"]["demotions"] > 0
+        assert state["engine"]["evaluation"]["evaluated_at"] == 1000
     assert len(state["engine"]["tape"]["records"]) > 0
     assert [int(r.split(",")[0]) for r in (cut / "kpis.csv").read_text().splitlines()[1:]][-1] == k // 250 * 250
 
@@ -87,7 +100,12 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, 
     assert (cut / "kpis.csv").read_bytes() == (full / "kpis.csv").read_bytes()
     assert same_params(cut, full)
     steps = list(range(250, 2001, 250))
-    for tag in ("charts/task_success", "losses/td_loss"):
+    tags = ["charts/task_success", "losses/td_loss"]
+    if experiment.startswith("reduce"):
+        tags += ["charts/curriculum_length", "eval/success_L4", "eval/max_length_reliable"]
+        assert json.loads((cut / "summary.json").read_text())["eval_success_by_length"] == \
+            json.loads((full / "summary.json").read_text())["eval_success_by_length"]
+    for tag in tags:
         assert scalars(cut, tag) == scalars(full, tag)
         assert [s for s, _ in scalars(cut, tag)] == steps  # no step repeated or skipped
 

@@ -1,0 +1,149 @@
+"""Greedy evaluation at fixed task lengths (DESIGN.md section 7: `max_length_reliable`).
+
+Every `evaluation.interval` lane-iterations, the CU acts greedily (no exploration,
+no learning) on `evaluation.instances` fresh task instances at each length in
+`evaluation.lengths`, run side by side as lanes of a throw-away copy of the
+Environment and the nodes. The training state is not touched: PUs and the
+Q-network are only read (under no_grad), nothing is recorded on the tape or put
+in replay, and the task instances come from a generator of the evaluation's own,
+seeded from the run's seed, the iteration and the length, so evaluating never
+shifts a training random draw.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Dict, List
+
+import torch
+import torch.nn.functional as F
+
+from .config import EvaluationConfig
+from .env import Step
+from .nodes import Nodes
+from .pus import run_pu
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def evaluation_generator(seed: int, iteration: int, length: int, device: torch.device) -> torch.Generator:
+    """The evaluation's own generator for one (seed, iteration, length)."""
+    return torch.Generator(device).manual_seed(((seed * 1_000_003 + iteration) * 1_009 + length) % 2**63)
+
+
+@torch.no_grad()
+def success_at_length(engine: "Engine", length: int, instances: int, generator: torch.Generator) -> float:
+    """Fraction of `instances` fresh task instances of `length` that the greedy CU (or the script) solves."""
+    cfg, dev = engine.cfg, engine.device
+    name, ecfg = next(iter(cfg.envs.items()))
+    ecfg = dataclasses.replace(ecfg, curriculum=dataclasses.replace(
+        ecfg.curriculum, enabled=False, start_length=length, min_length=1, max_length=length))
+    nodes = Nodes(cfg.nodes, instances, dev)
+    nodes.set_iteration(engine.iteration)
+    env = type(engine.first_env)(name, ecfg, nodes, instances, dev, generator)
+    env.bind(engine.action_index)
+    env.reset()
+    n_actions = engine.n_actions
+    history = torch.zeros(instances, cfg.cu.history_length * n_actions, device=dev)
+    meta = torch.tensor([[0.0, 1.0]], device=dev).expand(instances, 2)
+    done = torch.zeros(instances, dtype=torch.bool, device=dev)
+    solved = torch.zeros(instances, dtype=torch.bool, device=dev)
+    limit = int(torch.as_tensor(env.budget()).max().item()) + 1
+    for _ in range(limit):
+        if engine.script is not None:
+            actions = engine.script(env).to(dev)
+        else:
+            parts = {"history": history, "signals": env.signals(), "meta": meta}
+            if "nodes" in cfg.cu.inputs:
+                parts["nodes"] = nodes.cu_input()
+            actions = engine.cu.q(torch.cat([parts[p] for p in cfg.cu.inputs], 1)).argmax(1)
+        step = Step(nodes, actions, {}, torch.zeros(instances, device=dev),
+                    torch.zeros(instances, dtype=torch.bool, device=dev))
+        groups: Dict[int, List[int]] = {}
+        for lane, a in enumerate(actions.tolist()):
+            groups.setdefault(a, []).append(lane)
+        for a in sorted(groups):
+            owner, action = engine.actions[a]
+            lanes = groups[a]
+            if owner is None:
+                pu_cfg = cfg.pus[action]
+                idx = torch.tensor(lanes, device=dev)
+                outs = run_pu(engine.pus[action], [nodes.values[n][idx] for n in pu_cfg.inputs], len(lanes))
+                for n, o in zip(pu_cfg.outputs, outs):
+                    nodes.write(n, lanes, o)
+                    step.written.setdefault(n, []).extend(lanes)
+            else:
+                env.act(action, torch.tensor(lanes, device=dev), step)
+        env.feedback(step)
+        for end in step.ended:
+            first = ~done[end.lanes]
+            solved[end.lanes[first]] = end.success[first]
+            done[end.lanes] = True
+        if done.all():
+            break
+        history = torch.cat([F.one_hot(actions, n_actions).float(), history[:, :-n_actions]], 1)
+    return solved.float().mean().item()
+
+
+def reliable_prefix(results: Dict[int, float], threshold: float) -> int:
+    """Largest L with success >= threshold at L and at every evaluated length below it (0: none)."""
+    best = 0
+    for n in sorted(results):
+        if results[n] < threshold:
+            break
+        best = n
+    return best
+
+
+class Evaluator:
+    """Schedules evaluations and keeps their results (all of it in `state_dict`)."""
+
+    def __init__(self, cfg: EvaluationConfig):
+        self.cfg = cfg
+        self.results: Dict[int, float] = {}  # length -> success at the last evaluation
+        self.evaluated_at: int | None = None
+        self.best_reliable = 0
+
+    def due(self, before: int, after: int) -> bool:
+        k = self.cfg.interval
+        return k > 0 and after // k != before // k
+
+    def run(self, engine: "Engine") -> Dict[int, float]:
+        """Evaluate at every configured length now; returns length -> success."""
+        self.results = {
+            n: success_at_length(engine, n, self.cfg.instances,
+                                 evaluation_generator(engine.cfg.seed, engine.iteration, n, engine.device))
+            for n in self.cfg.lengths}
+        self.evaluated_at = engine.iteration
+        self.best_reliable = max(self.best_reliable, self.max_length_reliable)
+        return self.results
+
+    @property
+    def max_length_reliable(self) -> int:
+        """Largest evaluated length with success >= threshold at the last evaluation (0: none)."""
+        return max((n for n, s in self.results.items() if s >= self.cfg.threshold), default=0)
+
+    @property
+    def max_length_reliable_prefix(self) -> int:
+        """Largest evaluated length such that every evaluated length up to it reached the threshold (0: none)."""
+        return reliable_prefix(self.results, self.cfg.threshold)
+
+    def extrapolation(self, max_trained: float) -> Dict[int, float]:
+        """Success at the evaluated lengths beyond the largest trained length."""
+        return {n: s for n, s in self.results.items() if n > max_trained}
+
+    def metrics(self, max_trained: float) -> Dict[str, float]:
+        out = {f"eval_success_L{n}": self.results.get(n, float("nan")) for n in self.cfg.lengths}
+        beyond = list(self.extrapolation(max_trained).values())
+        out["eval_extrapolation_success"] = sum(beyond) / len(beyond) if beyond else float("nan")
+        out["max_length_reliable"] = float(self.max_length_reliable)
+        out["max_length_reliable_prefix"] = float(self.max_length_reliable_prefix)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"results": dict(self.results), "evaluated_at": self.evaluated_at, "best_reliable": self.best_reliable}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.results = dict(state["results"])
+        self.evaluated_at = state["evaluated_at"]
+        self.best_reliable = state["best_reliable"]
