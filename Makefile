@@ -2,6 +2,7 @@
 PYTHON ?= python3
 REPRO_SEEDS ?= 0,1,2,3,4
 REPRO_LONG ?= iterations=150000 cu.exploration_fraction=0.0266667
+REPRO_REDUCE ?= iterations=30000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -27,9 +28,9 @@ test-all: setup
 	$(BIN)/pytest -q -n 2 $(ARGS)
 
 # The paper's experiment set in parallel, then outputs/reproduce/report.md (README, Reproducing the paper).
-# Variables: REPRO_SEEDS (0,1,2,3,4), REPRO_LONG (overrides of base/training_wheels), REPRO_ARGS (every job).
+# Variables: REPRO_SEEDS (0,1,2,3,4), REPRO_LONG (overrides of base/training_wheels), REPRO_REDUCE (of reduce/*), REPRO_ARGS (every job).
 reproduce: setup
-	INET=$(BIN)/inet REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_ARGS="$(REPRO_ARGS)" scripts/reproduce.sh
+	INET=$(BIN)/inet REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" scripts/reproduce.sh
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)

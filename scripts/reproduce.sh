@@ -2,8 +2,8 @@
 # `make reproduce`: the paper's experiment set as sweeps (joblib, one job per core), then one report.
 #   multitask: all four variants x seeds 0-4; base and training_wheels run $REPRO_LONG (150k iterations
 #   instead of 200k, exploration over the same 4k iterations) so the whole set fits in an hour on 2 cores.
-#   reduce: every configs/experiment/reduce/*.yaml x seeds 0-2, once that family exists.
-# Env: REPRO_DIR, REPRO_SEEDS, REPRO_REDUCE_SEEDS, REPRO_LONG, REPRO_ARGS (extra overrides for every job).
+#   reduce: every configs/experiment/reduce/*.yaml x seeds 0-2 at $REPRO_REDUCE (30k iterations instead of 100k).
+# Env: REPRO_DIR, REPRO_SEEDS, REPRO_REDUCE_SEEDS, REPRO_LONG, REPRO_REDUCE, REPRO_ARGS (extra overrides for every job).
 # A failed job does not stop the rest; the report lists it and the script exits non-zero.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ OUT=${REPRO_DIR:-outputs/reproduce}
 SEEDS=${REPRO_SEEDS:-0,1,2,3,4}
 REDUCE_SEEDS=${REPRO_REDUCE_SEEDS:-0,1,2}
 LONG=${REPRO_LONG-iterations=150000 cu.exploration_fraction=0.0266667}
+REDUCE=${REPRO_REDUCE-iterations=30000}
 ARGS=${REPRO_ARGS:-}
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -26,10 +27,10 @@ status=0
 reduce=$(ls configs/experiment/reduce/*.yaml 2>/dev/null | sed -e 's|configs/experiment/||' -e 's|\.yaml$||' | paste -sd, -)
 if [ -n "$reduce" ]; then
     # shellcheck disable=SC2086
-    "$INET" run -m "experiment=$reduce" "seed=$REDUCE_SEEDS" progress=false $ARGS "hydra.sweep.dir=$OUT/reduce" || status=1
+    "$INET" run -m "experiment=$reduce" "seed=$REDUCE_SEEDS" progress=false $REDUCE $ARGS "hydra.sweep.dir=$OUT/reduce" || status=1
 fi
 end=$(date +%s)
-echo "wall time: $((end - start)) s on $(nproc) cores (seeds $SEEDS; long variants: ${LONG:-as configured}; extra: ${ARGS:-none})" \
+echo "wall time: $((end - start)) s on $(nproc) cores (seeds $SEEDS; long variants: ${LONG:-as configured}; reduce: ${REDUCE:-as configured}; extra: ${ARGS:-none})" \
     | tee "$OUT/wall_time.txt"
 "$INET" report "$OUT" -o "$OUT" > /dev/null || status=2
 echo "report: $OUT/report.md"
