@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from .config import EnvConfig
+from .config import ConfigError, EnvConfig
 from .nodes import Nodes
 
 
@@ -113,9 +113,25 @@ class Environment:
         return {}
 
     # -- shared machinery ---------------------------------------------------------
+    def require_scalar_io(self, inputs: int, outputs: int, usage: str) -> None:
+        """Check that the config names `inputs` input and `outputs` output nodes, each of shape [1]."""
+        key = f"envs.{self.name}"
+        if len(self.cfg.inputs) != inputs or len(self.cfg.outputs) != outputs:
+            raise ConfigError(f"{key}: {usage}")
+        for n in (*self.cfg.inputs, *self.cfg.outputs):
+            if self.nodes.shapes[n] != (1,):
+                raise ConfigError(f"{key}: node '{n}' must have shape [1], has {list(self.nodes.shapes[n])}")
+
     def bind(self, action_index: Dict[str, int]) -> None:
         """Learn every action's index (env actions and PUs); a subclass may check names here."""
         self.action_index = dict(action_index)
+
+    def require_route(self, route: Dict[str, str]) -> None:
+        """Check that every PU a task's `params.route` names (role -> action) is an action; call after `bind`."""
+        for role, pu in route.items():
+            if pu not in self.action_index:
+                raise ConfigError(f"envs.{self.name}.params.route.{role}: '{pu}' is not an action; "
+                                  f"choose from {list(self.action_index)}")
 
     def reset(self) -> None:
         self.age.zero_()

@@ -16,7 +16,6 @@ from typing import Tuple
 
 import torch
 
-from ..config import ConfigError
 from ..env import Environment, Step
 
 ROUTE = {"first": "pu0", "a_greater": "pu1", "b_greater": "pu2"}
@@ -27,12 +26,7 @@ class Multitask(Environment):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        key = f"envs.{self.name}"
-        if len(self.cfg.inputs) != 2 or len(self.cfg.outputs) != 1:
-            raise ConfigError(f"{key}: multitask needs inputs: [a_node, b_node] and outputs: [submit_node]")
-        for n in (*self.cfg.inputs, *self.cfg.outputs):
-            if self.nodes.shapes[n] != (1,):
-                raise ConfigError(f"{key}: node '{n}' must have shape [1], has {list(self.nodes.shapes[n])}")
+        self.require_scalar_io(2, 1, "multitask needs inputs: [a_node, b_node] and outputs: [submit_node]")
         self.a_node, self.b_node = self.cfg.inputs
         self.out_node = self.cfg.outputs[0]
         self.tolerance = float(self.params.get("tolerance", 0.05))
@@ -46,10 +40,7 @@ class Multitask(Environment):
 
     def bind(self, action_index: dict) -> None:
         super().bind(action_index)
-        for role, pu in self.route.items():
-            if pu not in action_index:
-                raise ConfigError(f"envs.{self.name}.params.route.{role}: '{pu}' is not an action; "
-                                  f"choose from {list(action_index)}")
+        self.require_route(self.route)
         self.first = action_index[self.route["first"]]
 
     def start(self, lanes: torch.Tensor) -> None:

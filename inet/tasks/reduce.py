@@ -56,11 +56,7 @@ class Reduce(Environment):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         key = f"envs.{self.name}"
-        if len(self.cfg.inputs) != 1 or len(self.cfg.outputs) != 1:
-            raise ConfigError(f"{key}: reduce needs inputs: [item_node] and outputs: [submit_node]")
-        for n in (*self.cfg.inputs, *self.cfg.outputs):
-            if self.nodes.shapes[n] != (1,):
-                raise ConfigError(f"{key}: node '{n}' must have shape [1], has {list(self.nodes.shapes[n])}")
+        self.require_scalar_io(1, 1, "reduce needs inputs: [item_node] and outputs: [submit_node]")
         self.f = str(self.params.get("f", "xor"))
         if self.f not in FUNCTIONS:
             raise ConfigError(f"{key}.params.f: unknown function '{self.f}'; choose one of {list(FUNCTIONS)}")
@@ -85,10 +81,7 @@ class Reduce(Environment):
 
     def bind(self, action_index: dict) -> None:
         super().bind(action_index)
-        for role, pu in self.route.items():
-            if pu not in action_index:
-                raise ConfigError(f"envs.{self.name}.params.route.{role}: '{pu}' is not an action; "
-                                  f"choose from {list(action_index)}")
+        self.require_route(self.route)
         self.next_action = action_index["next"]
 
     @property
