@@ -29,11 +29,13 @@ import yaml  # noqa: E402
 
 from .sweep import load_failures  # noqa: E402
 
+LENGTH_KPIS = ("max_length_reached", "max_length_reliable", "max_length_reliable_prefix", "best_max_length_reliable")
 KPIS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task", "iterations_to_converge",
-        "iterations", "iterations_per_second", "wall_seconds")
+        "iterations", "iterations_per_second", "wall_seconds", *LENGTH_KPIS)
 TABLE_KPIS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task",
               "iterations_to_converge")
-CURVES = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task")
+CURVES = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task", "max_length_reached",
+          "max_length_reliable")
 NEUTRAL = ("seed", "progress", "threads", "checkpoint_interval", "resume", "experiment")
 
 # The paper's figure per experiment (Dietz 2022, section 5; vanilla DQN), by name or name prefix.
@@ -238,6 +240,19 @@ def markdown(df: pd.DataFrame, missing_lines: List[str], dirs: Sequence[Path], p
                  _cell(r, "reward_per_task", 3), _cell(r, "iterations_to_converge", 0)]
         lines.append(f"| `{r['variant']}` | {r['seeds']} | " + " | ".join(cells)
                      + f" | {r['converged']}/{r['seeds']} | {r['paper']} |")
+    reduce_rows = [r for _, r in df.iterrows() if not math.isnan(r["max_length_reached_mean"])]
+    if reduce_rows:
+        lines += ["", "## Lengths (reduce)", "",
+                  "`max_length_reached`: highest curriculum length; `max_length_reliable`: largest evaluated L with "
+                  "greedy success >= 0.95 at the last evaluation (`_prefix`: every shorter evaluated L too); "
+                  "`best`: the best `max_length_reliable` of all evaluations. Each cell: the mean, then every "
+                  "seed's value in seed order.", "",
+                  "| variant | seeds | " + " | ".join(LENGTH_KPIS) + " |", "|---|---|" + "---|" * len(LENGTH_KPIS)]
+        for r in reduce_rows:
+            done = sorted((x for x in runs if x.variant == r["variant"] and x.complete), key=lambda x: x.seed or 0)
+            cells = [f"{r[f'{k}_mean']:.1f} ({'/'.join(f'{x.summary.get(k, math.nan):g}' for x in done)})"
+                     for k in LENGTH_KPIS]
+            lines.append(f"| `{r['variant']}` | {r['seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "## Missing", ""]
     lines += [f"- {m}" for m in missing_lines] or ["Nothing: every run found is complete and no job failed."]
     lines += ["", "## Runs", "", "| variant | seed | task_success | iterations_to_converge | it/s | run directory |",

@@ -126,3 +126,21 @@ def test_report_refuses_a_directory_without_runs(tmp_path):
     proc = inet("report", str(tmp_path))
     assert proc.returncode == 2
     assert "no runs under" in proc.stderr and str(tmp_path) in proc.stderr
+
+
+def test_report_lists_the_reduce_lengths_of_each_seed(tmp_path):
+    reduce = ["experiment=reduce/constant", "iterations=600", "log_interval=200", "progress=false",
+              "evaluation.interval=300", "evaluation.instances=20", "evaluation.lengths=[1,2,4]"]
+    for seed in (0, 1):
+        proc = inet("run", *reduce, f"seed={seed}", f"hydra.run.dir={tmp_path / 'runs' / f'seed{seed}'}")
+        assert proc.returncode == 0, proc.stderr
+    proc = inet("report", str(tmp_path / "runs"), "-o", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    runs = [json.loads((tmp_path / "runs" / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    lengths = (tmp_path / "report" / "report.md").read_text().split("## Lengths (reduce)", 1)[1].split("##", 1)[0]
+    row = next(line for line in lengths.splitlines() if line.startswith("| `reduce/constant"))
+    for kpi in ("max_length_reached", "max_length_reliable"):
+        values = [r[kpi] for r in runs]
+        assert f"{statistics.mean(values):.1f} ({values[0]:g}/{values[1]:g})" in row
+    df = pd.read_csv(tmp_path / "report" / "report.csv")
+    assert df.loc[0, "max_length_reached_mean"] == pytest.approx(statistics.mean(r["max_length_reached"] for r in runs))
