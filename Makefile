@@ -1,8 +1,8 @@
 # `make run` and `make test` set themselves up on a fresh machine with Python 3.11.
 PYTHON ?= python3
 REPRO_SEEDS ?= 0,1,2,3,4
-REPRO_LONG ?= iterations=150000 cu.exploration_fraction=0.0266667
-REPRO_REDUCE ?= iterations=30000
+REPRO_LONG ?=
+REPRO_REDUCE ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
