@@ -31,8 +31,8 @@ def save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def flat_config(cfg: RunConfig) -> Dict[str, Any]:
-    """The config as {dotted.key: value}, without the keys a resume may change."""
+def flatten(cfg: RunConfig) -> Dict[str, Any]:
+    """The config as {dotted.key: value}; an empty mapping is a value of its own (`pus.pu0.params: {}`)."""
     out: Dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -43,7 +43,12 @@ def flat_config(cfg: RunConfig) -> Dict[str, Any]:
             out[prefix] = value
 
     walk("", dataclasses.asdict(cfg))
-    return {k: v for k, v in out.items() if k not in RESUMABLE}
+    return out
+
+
+def flat_config(cfg: RunConfig) -> Dict[str, Any]:
+    """The config as {dotted.key: value}, without the keys a resume may change."""
+    return {k: v for k, v in flatten(cfg).items() if k not in RESUMABLE}
 
 
 def save(path: Path, cfg: RunConfig, engine_state: dict, runner_state: dict) -> None:

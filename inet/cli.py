@@ -93,7 +93,7 @@ def prepare(argv: List[str]) -> List[str]:
     """
     if any(a.startswith("-") for a in argv):
         return argv
-    from .runner import holds_run
+    from .runner import require_new_run_dir
 
     run_dir = _value(argv, "hydra.run.dir")
     resume = (_value(argv, "resume") or "false").lower() in ("true", "yes", "on", "1")
@@ -106,9 +106,8 @@ def prepare(argv: List[str]) -> List[str]:
             given = {_key(a) for a in argv}
             argv = [a for a in OmegaConf.load(saved) if _key(a) not in given] + argv
         argv = [*argv, "hydra.output_subdir=null"]
-    elif run_dir is not None and holds_run(Path(run_dir)):
-        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; add resume=true to continue it, "
-                          "or choose another directory")
+    elif run_dir is not None:
+        require_new_run_dir(Path(run_dir))
     cfg = compose([a for a in argv if not _key(a).startswith("hydra")])
     if resume:
         from . import checkpoint

@@ -28,7 +28,7 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, validate
 from .cu import ControlUnit
-from .env import Environment, Step
+from .env import Environment, Step, lanes_by_action
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .kpis import KPITracker
@@ -176,15 +176,12 @@ class Engine:
         taught = self.teacher(self.first_env).to(dev) if wheels else None
 
         step = Step(self.nodes, actions, {}, torch.zeros(b, device=dev), torch.zeros(b, dtype=torch.bool, device=dev))
-        groups: Dict[int, List[int]] = {}
-        for lane, a in enumerate(actions.tolist()):
-            groups.setdefault(a, []).append(lane)
-        for a in sorted(groups):
+        for a, lanes in lanes_by_action(actions).items():
             env, name = self.actions[a]
             if env is None:
-                self.run_pu(name, groups[a], step.written)
+                self.run_pu(name, lanes, step.written)
             else:
-                env.act(name, torch.tensor(groups[a], device=dev), step)
+                env.act(name, torch.tensor(lanes, device=dev), step)
         for env in self.envs.values():
             env.feedback(step)
 

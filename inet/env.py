@@ -56,6 +56,14 @@ class Step:
         self.losses.append((node, lanes, value, [writers[lane] for lane in lanes], loss))
 
 
+def lanes_by_action(actions: torch.Tensor) -> Dict[int, List[int]]:
+    """The lanes that chose each action, by action index in ascending order (the order actions run in)."""
+    groups: Dict[int, List[int]] = {}
+    for lane, a in enumerate(actions.tolist()):
+        groups.setdefault(a, []).append(lane)
+    return dict(sorted(groups.items()))
+
+
 class Environment:
     """Base class of all tasks. `actions` are the env actions the CU may pick."""
 

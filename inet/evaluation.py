@@ -12,13 +12,13 @@ shifts a training random draw.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Dict
 
 import torch
 import torch.nn.functional as F
 
 from .config import EvaluationConfig
-from .env import Step
+from .env import Step, lanes_by_action
 from .nodes import Nodes
 from .pus import run_pu
 
@@ -59,12 +59,8 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
             actions = engine.cu.q(torch.cat([parts[p] for p in cfg.cu.inputs], 1)).argmax(1)
         step = Step(nodes, actions, {}, torch.zeros(instances, device=dev),
                     torch.zeros(instances, dtype=torch.bool, device=dev))
-        groups: Dict[int, List[int]] = {}
-        for lane, a in enumerate(actions.tolist()):
-            groups.setdefault(a, []).append(lane)
-        for a in sorted(groups):
+        for a, lanes in lanes_by_action(actions).items():
             owner, action = engine.actions[a]
-            lanes = groups[a]
             if owner is None:
                 pu_cfg = cfg.pus[action]
                 idx = torch.tensor(lanes, device=dev)

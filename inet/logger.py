@@ -119,7 +119,7 @@ class RunLogger:
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         for k, v in row.items():
             self.writer.add_scalar(tag(k), v, iteration)
-        row = {k: v for k, v in row.items() if not TAGS.get(k, "").startswith("time/")}
+        row = {k: v for k, v in row.items() if not tag(k).startswith("time/")}
         if self._file is None:
             self._columns = ["iteration", *row]
             self._file = open(self.csv_path, "w", newline="")

@@ -8,7 +8,6 @@ iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import platform
@@ -75,9 +74,11 @@ def versions() -> Dict[str, str]:
             "omegaconf": omegaconf.__version__, "python": platform.python_version()}
 
 
-def holds_run(run_dir: Path) -> bool:
-    """Whether `run_dir` already has a run's outputs (which a new run would overwrite)."""
-    return (run_dir / checkpoint.FILENAME).exists() or (run_dir / "kpis.csv").exists()
+def require_new_run_dir(run_dir: Path) -> None:
+    """Refuse to start a new run in `run_dir` if it already holds a run's outputs (which it would overwrite)."""
+    if (run_dir / checkpoint.FILENAME).exists() or (run_dir / "kpis.csv").exists():
+        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; add resume=true to continue it, "
+                          "or choose another directory")
 
 
 def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
@@ -88,13 +89,11 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     NonFiniteError (naming the last good checkpoint) on a NaN or inf.
     """
     ckpt_path = run_dir / checkpoint.FILENAME
+    saved: Optional[dict] = None
     if cfg.resume:
-        saved: Optional[dict] = checkpoint.load(ckpt_path, cfg)
-    elif holds_run(run_dir):
-        raise ConfigError(f"hydra.run.dir: {run_dir} already holds a run; add resume=true to continue it, "
-                          "or choose another directory")
+        saved = checkpoint.load(ckpt_path, cfg)
     else:
-        saved = None
+        require_new_run_dir(run_dir)
     if saved is not None and saved["engine"]["iteration"] >= cfg.iterations:
         print(f"inet: {run_dir} is already complete ({saved['engine']['iteration']} iterations); nothing to resume")
         return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
@@ -190,21 +189,8 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
 
 def hparams(cfg: RunConfig) -> Dict[str, object]:
     """The run's config flattened to dotted keys with scalar values (lists as text), for TensorBoard's HParams."""
-    out: Dict[str, object] = {}
-
-    def walk(prefix: str, value: object) -> None:
-        if dataclasses.is_dataclass(value):
-            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        elif isinstance(value, (bool, int, float, str)):
-            out[prefix[:-1]] = value
-        else:
-            out[prefix[:-1]] = str(value)
-
-    walk("", cfg)
-    return out
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in checkpoint.flatten(cfg).items() if v != {}}
 
 
 def kpi_table(summary: Dict[str, object]) -> str:
