@@ -16,6 +16,7 @@ TAGS = {
     "reward_per_task": "charts/reward_per_task",
     "task_success": "charts/task_success",
     "optimal_route_rate": "charts/optimal_route_rate",
+    "correct_pu_rate": "charts/correct_pu_rate",
     "td_loss": "losses/td_loss",
     "pu_loss": "losses/pu_loss",
     "epsilon": "rollout/epsilon",
@@ -40,7 +41,8 @@ HPARAM_METRICS = ("charts/task_success", "charts/reward_per_iteration", "charts/
 # The custom-scalars dashboard of every run: related curves on one chart.
 LAYOUT = {
     "KPIs": {
-        "task success and optimal route": ["Multiline", ["charts/task_success", "charts/optimal_route_rate"]],
+        "task success and route": ["Multiline", ["charts/task_success", "charts/optimal_route_rate",
+                                                 "charts/correct_pu_rate"]],
         "reward": ["Multiline", ["charts/reward_per_iteration", "charts/reward_per_task"]],
     },
     "Learning": {

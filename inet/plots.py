@@ -44,8 +44,11 @@ def plot_kpis(df: pd.DataFrame, title: str) -> Figure:
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 7), sharex=True)
     for ax, (col, label) in zip(axes, PANELS):
         ax.plot(df["iteration"], df[col], lw=1.2)
-        if col == "task_success" and "optimal_route_rate" in df:
-            ax.plot(df["iteration"], df["optimal_route_rate"], lw=1.0, ls="--", label="optimal route")
+        routes = [(c, lbl) for c, lbl in (("optimal_route_rate", "optimal route"), ("correct_pu_rate", "correct PU"))
+                  if col == "task_success" and c in df]
+        for (c, lbl), ls in zip(routes, ("--", ":")):
+            ax.plot(df["iteration"], df[c], lw=1.0, ls=ls, label=lbl)
+        if routes:
             ax.legend(loc="lower right", fontsize=8)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -168,7 +168,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         "lanes": cfg.lanes,
         "iterations": engine.iteration,
         **{k: final[k] for k in ("reward_per_iteration", "reward_per_task", "task_success")},
-        **({"optimal_route_rate": final["optimal_route_rate"]} if "optimal_route_rate" in final else {}),
+        **{k: final[k] for k in ("optimal_route_rate", "correct_pu_rate") if k in final},
         "iterations_to_converge": engine.kpis.converged_at,
         "tasks": final["tasks"],
         "nonfinite_skipped": final["nonfinite_skipped"],

@@ -9,6 +9,9 @@ when |err| < `params.tolerance`.
 
 `params.route` names the optimal route (compare first, then the PU for the larger
 input); it defines the `optimal_route_rate` KPI and the training-wheels teacher.
+`correct_pu_rate` is the share of submits made by the PU for the larger input, with
+or without pu0 first: with it, a low `task_success` reads as wrong routing (low) or
+imprecise PUs (high).
 """
 from __future__ import annotations
 
@@ -68,9 +71,10 @@ class Multitask(Environment):
                 reward = torch.where(ok, r.success, r.wrong_answer)
             correct = torch.where(self.a[idx] > self.b[idx], self.action_index[self.route["a_greater"]],
                                   self.action_index[self.route["b_greater"]])
-            optimal = ok & self.last_first[idx] & (step.actions[idx] == correct)
+            right_pu = step.actions[idx] == correct
+            optimal = ok & self.last_first[idx] & right_pu
             step.add_loss(self.out_node, lanes, lambda v: (v.reshape(-1) - target).square().sum())
-            self.finish(idx, ok, reward, {"optimal_route_rate": optimal})
+            self.finish(idx, ok, reward, {"optimal_route_rate": optimal, "correct_pu_rate": right_pu})
         is_first = step.actions == self.first
         self.last_first = is_first
         self.ran_first |= is_first
