@@ -178,10 +178,17 @@ class PUOptimConfig:
 
 @dataclass
 class TrainingWheelsConfig:
-    """Replace the CU's reward by a scripted teacher's for the first `iterations` (paper 5.1.3)."""
+    """A scripted teacher's reward for the first `iterations` (paper 5.1.3).
+
+    `mode: replace` (the paper's): the CU's reward is 1 for the teacher's action, else 0.
+    `mode: anneal`: the task's own reward plus `1 - iteration/iterations` for the
+    teacher's action, so the CU's values move to the task's scale gradually instead
+    of being relearned when the wheels come off.
+    """
 
     teacher: Optional[str] = None  # import path of fn(env) -> LongTensor[B] of action indices (env.action_index)
     iterations: int = 0
+    mode: str = "replace"
 
 
 @dataclass
@@ -361,6 +368,7 @@ def validate(cfg: RunConfig) -> None:
     _require(0 <= tr.lane < cfg.lanes, "trace.lane", f"must be in [0, lanes={cfg.lanes}), got {tr.lane}")
     tw = cfg.training_wheels
     _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
+    _require(tw.mode in ("replace", "anneal"), "training_wheels.mode", f"must be replace or anneal, got {tw.mode!r}")
     _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")
 
 

@@ -185,7 +185,11 @@ class Engine:
         for env in self.envs.values():
             env.feedback(step)
 
-        reward = (actions == taught).float() if wheels else step.reward
+        reward = step.reward
+        if wheels:
+            follows = (actions == taught).float()
+            tw = cfg.training_wheels
+            reward = follows if tw.mode == "replace" else reward + follows * (1.0 - self.iteration / tw.iterations)
         self.history = torch.cat([F.one_hot(actions, self.n_actions).float(), self.history[:, :-self.n_actions]], 1)
         self.meta = torch.stack([explore.float(), argmax.float()], 1)
         next_obs, next_writers = self._observe()

@@ -40,6 +40,7 @@ BAD = [
     (["cu.batch_size=64", "cu.buffer_size=32"], "cu.batch_size"),
     (["envs.multitask._target_=inet.tasks.nope.Env"], "envs.multitask._target_"),
     (["training_wheels.iterations=10"], "training_wheels.teacher"),
+    (["training_wheels.mode=fade"], "training_wheels.mode"),
     (["nodes.n3.cu_view=[0,5]"], "nodes.n3.cu_view"),
     (["pus.pu0.pretrained=/nonexistent/pu0.pt"], "pus.pu0.pretrained"),
     *[(["experiment=reduce/xor", o], k) for o, k in [

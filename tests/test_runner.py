@@ -74,3 +74,31 @@ def test_freeze_keeps_pretrained_weights_fixed_during_the_run():
     for _ in range(300):
         engine.step()
     assert all(torch.equal(a, b) for a, b in zip(before, engine.pus["pu1"].parameters()))
+
+
+@pytest.mark.parametrize("mode", ["replace", "anneal"])
+def test_training_wheels_reward_in_replay(mode):
+    """replace: 1 for the teacher's action, else 0; anneal: the task's reward plus a bonus
+    for the teacher's action that falls linearly from 1 to 0 over the wheels' iterations."""
+    from inet.cli import compose
+    from inet.engine import Engine
+    from inet.tasks.multitask import teacher
+    cfg = compose(["experiment=multitask/base", "iterations=400", "cu.exploration_fraction=0.5",
+                   "training_wheels.teacher=inet.tasks.multitask.teacher", "training_wheels.iterations=200",
+                   f"training_wheels.mode={mode}"])
+    engine = Engine(cfg)
+    followed = {True: 0, False: 0}
+    while engine.iteration < cfg.iterations:
+        it, taught = engine.iteration, teacher(engine.first_env).clone()
+        step = engine.step()
+        stored = engine.cu.replay.rewards[(engine.cu.replay.cursor - 1) % cfg.cu.buffer_size]
+        follows = bool(step.actions[0] == taught[0])
+        followed[follows] += 1
+        if it >= 200:
+            expected = step.reward[0]
+        elif mode == "replace":
+            expected = torch.tensor(float(follows))
+        else:
+            expected = step.reward[0] + float(follows) * (1 - it / 200)
+        assert torch.isclose(stored, expected), (it, mode, stored, expected)
+    assert min(followed.values()) > 20  # both branches were exercised
