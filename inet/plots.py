@@ -39,17 +39,21 @@ def plot_run(kpis_csv: Path, out_dir: Path, title: str) -> Dict[str, Figure]:
     return _save({"kpis": plot_kpis(df, title), **plot_lengths(df, title)}, out_dir)
 
 
+# multitask route KPIs drawn over task success: column, label, line style
+ROUTE_LINES = (("optimal_route_rate", "optimal route", "--"), ("correct_pu_rate", "correct PU", ":"))
+
+
 def plot_kpis(df: pd.DataFrame, title: str) -> Figure:
     """One panel per headline KPI over iterations."""
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 7), sharex=True)
     for ax, (col, label) in zip(axes, PANELS):
         ax.plot(df["iteration"], df[col], lw=1.2)
-        routes = [(c, lbl) for c, lbl in (("optimal_route_rate", "optimal route"), ("correct_pu_rate", "correct PU"))
-                  if col == "task_success" and c in df]
-        for (c, lbl), ls in zip(routes, ("--", ":")):
-            ax.plot(df["iteration"], df[c], lw=1.0, ls=ls, label=lbl)
-        if routes:
-            ax.legend(loc="lower right", fontsize=8)
+        if col == "task_success":
+            routes = [(c, lbl, ls) for c, lbl, ls in ROUTE_LINES if c in df]
+            for c, lbl, ls in routes:
+                ax.plot(df["iteration"], df[c], lw=1.0, ls=ls, label=lbl)
+            if routes:
+                ax.legend(loc="lower right", fontsize=8)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("iteration")
