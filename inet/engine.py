@@ -32,7 +32,7 @@ from .env import Environment, Step, lanes_by_action
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .kpis import KPITracker
-from .nodes import ENV, Nodes
+from .nodes import ENV, Nodes, every_lane
 from .pretrain import pretrain
 from .pu_optim import PUOptimizer
 from .pus import build_pu, import_object, run_pu
@@ -132,7 +132,7 @@ class Engine:
     def run_pu(self, name: str, lanes: List[int], written: Dict[str, List[int]]) -> None:
         """Run PU `name` on `lanes`, write its outputs and record the run on the tape."""
         cfg = self.cfg.pus[name]
-        full = len(lanes) == self.lanes
+        full = every_lane(lanes, self.lanes)
         idx = None if full else torch.tensor(lanes, device=self.device)
         inputs = [self.nodes.values[n] if full else self.nodes.values[n][idx] for n in cfg.inputs]
         parents = [[w[lane] for lane in lanes] for w in (self.nodes.writers[n] for n in cfg.inputs)]

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from .config import ConfigError, EnvConfig
-from .nodes import Nodes
+from .nodes import Nodes, every_lane
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Step:
         iteration (a restarted task instance) do not change what the loss sees.
         """
         value = self.nodes.values[node]
-        if len(lanes) != value.shape[0]:
+        if not every_lane(lanes, value.shape[0]):
             value = value[torch.tensor(lanes, device=value.device)]
         writers = self.nodes.writers[node]
         self.losses.append((node, lanes, value, [writers[lane] for lane in lanes], loss))

@@ -19,6 +19,15 @@ from .config import NodeConfig
 ENV = -1  # writer id of values written by an Environment (ends a gradient chain)
 
 
+def every_lane(lanes: Sequence[int], b: int) -> bool:
+    """Whether `lanes` is exactly 0..b-1 in order, so a per-lane tensor needs no indexing.
+
+    The length alone is not enough: lanes listed in another order (e.g. two PUs
+    writing the same node in one iteration) must be indexed, not taken as is.
+    """
+    return len(lanes) == b and all(lane == i for i, lane in enumerate(lanes))
+
+
 def snap(value: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Each element of `value` replaced by the nearest of `levels`."""
     nearest = (value.detach().unsqueeze(-1) - levels).abs().argmin(-1)
@@ -64,7 +73,7 @@ class Nodes:
         """
         if name in self.round_to:
             value = snap(value, self.round_to[name])
-        if len(lanes) == self.lanes:
+        if every_lane(lanes, self.lanes):
             self.values[name] = value.detach()
         else:
             index = torch.tensor(lanes, device=value.device)

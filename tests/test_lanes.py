@@ -41,3 +41,34 @@ def test_each_action_runs_once_per_iteration_on_the_lanes_that_chose_it():
             rec = engine.tape.records.get(rid)
             if rec is not None:
                 assert rec.lanes == [lane for lane, a in enumerate(actions) if engine.action_names[a] == rec.pu]
+
+
+def test_a_node_written_by_two_pus_in_one_iteration_gets_each_lanes_own_loss():
+    """All lanes submit, lane 0 with pu2 and lane 1 with pu1: the submit node's lanes are listed as
+    [1, 0] (the order the PUs ran in), and each lane's loss must still reach the PU that wrote it."""
+    cfg = compose(["experiment=multitask/cu_inputs", "lanes=2", "seed=0", "cu.script=inet.tasks.multitask.teacher"])
+    engine = Engine(cfg)
+    env = engine.first_env
+    engine.step()  # the teacher runs pu0 in both lanes first
+    a, b = torch.tensor([0.2, 0.9]), torch.tensor([0.7, 0.1])  # lane 0: b > a (pu2), lane 1: a > b (pu1)
+    env.a[:], env.b[:], env.target[:] = a, b, torch.where(a > b, 2 * a, b / 2)
+    engine.nodes.write("n0", [0, 1], a.unsqueeze(1))
+    engine.nodes.write("n1", [0, 1], b.unsqueeze(1))
+    grads = {}
+    adam_step = engine.pu_optimizer.step
+    def capture():
+        grads.update({n: p.grad.clone() for n, p in engine.pus.named_parameters() if p.grad is not None})
+        return adam_step()
+    engine.pu_optimizer.step = capture
+    ref = copy.deepcopy(engine.pus)
+
+    step = engine.step()
+    assert [engine.action_names[x] for x in step.actions.tolist()] == ["pu2", "pu1"]
+    assert step.written["n2"] == [1, 0]
+    loss = ((ref["pu2"](b[:1].unsqueeze(1))[0] - 0.35).square().sum()
+            + (ref["pu1"](a[1:].unsqueeze(1))[0] - 1.8).square().sum()) / 2
+    loss.backward()
+    expected = {n: p.grad for n, p in ref.named_parameters() if p.grad is not None}
+    assert grads.keys() == expected.keys()
+    for n, g in expected.items():
+        torch.testing.assert_close(grads[n], g, atol=1e-6, rtol=0)

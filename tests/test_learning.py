@@ -1,7 +1,7 @@
 """Learning claims tested as learning: seeded runs that must reach a stated KPI within a stated budget.
 
 Each run uses the experiment's own config; the overrides are the seed, the
-iteration budget and, for lanes, the lane count with its batch-scaled settings.
+iteration budget and, for lanes, the lane count.
 `task_success` is measured during training (with exploration) over the last
 1,000 task instances; "converged" is `iterations_to_converge` (>= 0.95 from then
 to the end of the run).
@@ -13,7 +13,6 @@ from inet.engine import Engine
 
 SEEDS = [0, 1, 2]
 FROZEN = ["pus.pu0.freeze=true", "pus.pu1.freeze=true", "pus.pu2.freeze=true"]
-LANES16 = ["lanes=16", "cu.train_freq=2"]  # replay ratio 1/2: 8 CU updates per lockstep iteration
 
 
 def train(overrides: list, until=None) -> Engine:
@@ -50,7 +49,7 @@ def test_cu_alone_learns_the_routing_with_frozen_pretrained_pus_within_6k_iterat
 
 
 def test_pretrained_with_16_lanes_converges_within_20k_lane_iterations():
-    engine = train(["experiment=multitask/pretrained", "seed=0", "iterations=20000", *LANES16])
+    engine = train(["experiment=multitask/pretrained", "seed=0", "iterations=20000", "lanes=16"])
     m = engine.metrics()
     assert engine.kpis.converged_at is not None and m["task_success"] >= 0.95, m
 
@@ -65,15 +64,25 @@ def test_cu_inputs_from_scratch_reaches_95_percent_within_40k_iterations(seed):
     assert engine.metrics()["optimal_route_rate"] < 0.5  # it skips pu0: the inputs are visible
 
 
-# The issue's claim "lanes=16 on cu_inputs also converges" is not met. Measured (seeds 0, 1, 320k
-# lane-iterations): task success 0.151, 0.139, in the inverted partition (pu1 answers b > a, pu2 a > b);
-# README, Results, lists the settings tried.
-@pytest.mark.slow
-@pytest.mark.xfail(reason="multitask/cu_inputs with 16 lanes settles in the inverted partition (0.151 at 320k)",
-                   strict=True)
-def test_cu_inputs_with_16_lanes_reaches_95_percent_within_320k_lane_iterations():
-    engine = train(["experiment=multitask/cu_inputs", "seed=0", "iterations=320000", *LANES16], until=reached_95)
+# 16 lanes, from scratch, the experiment's own settings (one CU update per lane-iteration) in a
+# 160k-lane-iteration run (the run length sets the exploration schedule, so the run is the claim).
+# Measured for seeds 0, 1, 2: first >= 0.95 at 60k, 46k, 69k (~40 s of one core each).
+LANES16 = ["experiment=multitask/cu_inputs", "iterations=160000", "lanes=16"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cu_inputs_with_16_lanes_reaches_95_percent_within_160k_lane_iterations(seed):
+    engine = train([*LANES16, f"seed={seed}"], until=reached_95)
     assert reached_95(engine), engine.metrics()
+
+
+# Run to the end, all three converge: iterations_to_converge 64k, 145k, 89k; final 0.978, 0.968, 0.988.
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cu_inputs_with_16_lanes_converges_within_160k_lane_iterations(seed):
+    engine = train([*LANES16, f"seed={seed}"])
+    m = engine.metrics()
+    assert engine.kpis.converged_at is not None and m["task_success"] >= 0.95, m
 
 
 # reduce/constant (paper 5.2): training wheels (the teacher's route as reward) for the first 5k
