@@ -72,12 +72,13 @@ def explain(e: BaseException) -> str:
     return "\n".join(lines)
 
 
-def _key(arg: str) -> str:
+def override_key(arg: str) -> str:
+    """The key of a Hydra override: `+a.b=1` -> `a.b`."""
     return arg.split("=", 1)[0].lstrip("+~")
 
 
 def _value(argv: Sequence[str], key: str) -> Optional[str]:
-    vals = [a.split("=", 1)[1] for a in argv if "=" in a and _key(a) == key]
+    vals = [a.split("=", 1)[1] for a in argv if "=" in a and override_key(a) == key]
     return vals[-1] if vals else None
 
 
@@ -103,12 +104,12 @@ def prepare(argv: List[str]) -> List[str]:
                               "hydra.run.dir=<that run's directory>")
         saved = Path(run_dir) / ".hydra" / "overrides.yaml"
         if saved.is_file():
-            given = {_key(a) for a in argv}
-            argv = [a for a in OmegaConf.load(saved) if _key(a) not in given] + argv
+            given = {override_key(a) for a in argv}
+            argv = [a for a in OmegaConf.load(saved) if override_key(a) not in given] + argv
         argv = [*argv, "hydra.output_subdir=null"]
     elif run_dir is not None:
         require_new_run_dir(Path(run_dir))
-    cfg = compose([a for a in argv if not _key(a).startswith("hydra")])
+    cfg = compose([a for a in argv if not override_key(a).startswith("hydra")])
     if resume:
         from . import checkpoint
 

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from .cli import override_key  # noqa: E402
 from .sweep import load_failures  # noqa: E402
 
 LENGTH_KPIS = ("max_length_reached", "max_length_reliable", "max_length_reliable_prefix", "best_max_length_reliable")
@@ -71,7 +72,8 @@ class Run:
 
     @property
     def variant(self) -> str:
-        extra = sorted(o for o in self.overrides if _key(o) not in NEUTRAL and not _key(o).startswith("hydra"))
+        extra = sorted(o for o in self.overrides
+                       if override_key(o) not in NEUTRAL and not override_key(o).startswith("hydra"))
         return self.name + (f" ({', '.join(extra)})" if extra else "")
 
     @property
@@ -90,10 +92,6 @@ class Variant:
     @property
     def complete(self) -> List[Run]:
         return [r for r in self.runs if r.complete]
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def paper_figure(name: str) -> str:
@@ -176,7 +174,7 @@ def sweep_seeds(sweep_dir: Path) -> Optional[set]:
     cfg = yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}
     task = (((cfg.get("hydra") or {}).get("overrides") or {}).get("task")) or []
     for o in task:
-        if _key(str(o)) == "seed":
+        if override_key(str(o)) == "seed":
             values = str(o).split("=", 1)[1].split(",")
             return {int(v) for v in values} if all(v.strip().lstrip("-").isdigit() for v in values) else None
     return None

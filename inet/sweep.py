@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import traceback
 from pathlib import Path
 from typing import List
+
+from .files import write_atomic
 
 FAILURES_DIR = "failures"
 FAILURES_MD = "failures.md"
@@ -24,10 +25,10 @@ def record_failure(sweep_dir: Path, job_num: int, overrides: List[str], run_dir:
     record = {"job": job_num, "overrides": overrides, "run_dir": str(run_dir),
               "error": f"{type(error).__name__}: {error}",
               "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
-    _write_atomic(d / f"{job_num}.json", json.dumps(record, indent=2))
+    write_atomic(d / f"{job_num}.json", json.dumps(record, indent=2))
     with open(d / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _write_atomic(sweep_dir / FAILURES_MD, failures_markdown(load_failures(sweep_dir)))
+        write_atomic(sweep_dir / FAILURES_MD, failures_markdown(load_failures(sweep_dir)))
     return sweep_dir / FAILURES_MD
 
 
@@ -43,9 +44,3 @@ def failures_markdown(records: List[dict]) -> str:
         err = r["error"].splitlines()[0].replace("|", "\\|") if r["error"] else ""
         lines.append(f"| {r['job']} | `{' '.join(r['overrides'])}` | {err} | {r['run_dir']} |")
     return "\n".join(lines) + "\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

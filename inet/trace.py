@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from .config import TraceConfig
 from .engine import Engine
 from .env import Step
+from .files import write_atomic
 
 TRACE_DIR = "trace"
 
@@ -64,14 +64,14 @@ class TraceRecorder:
         for path in sorted(self.dir.glob("window_*.jsonl")):
             rows = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["iteration"] <= resume_at]
             if rows:
-                _write_atomic(path, "".join(r + "\n" for r in rows))
+                write_atomic(path, "".join(r + "\n" for r in rows))
             else:
                 path.unlink()
         usage = self.dir / "actions.csv"
         if usage.exists():
             lines = usage.read_text().splitlines()
             kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= resume_at]
-            _write_atomic(usage, "".join(ln + "\n" for ln in kept))
+            write_atomic(usage, "".join(ln + "\n" for ln in kept))
 
     def _recording(self, iteration: int) -> bool:
         return self.cfg.enabled and iteration % self.cfg.interval < self.cfg.window
@@ -140,12 +140,6 @@ class TraceRecorder:
             self._file = None
         if self.cfg.enabled and not self._usage.closed:
             self._usage.close()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load(run_dir: Path) -> dict:
