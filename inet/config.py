@@ -115,6 +115,8 @@ class EnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     params: Dict[str, Any] = field(default_factory=dict)
+    # the signals the CU sees, by name (default: all: new_instance, age, then the task's own)
+    signals: Optional[List[str]] = None
 
 
 @dataclass
@@ -135,6 +137,7 @@ class CUConfig:
     learning_starts: int = 100
     batch_size: int = 32
     gamma: float = 0.9
+    n_step: int = 1  # TD targets over n iterations of rewards (cut at task-instance ends)
     train_freq: int = 1
     gradient_steps: int = 1
     target_update_interval: int = 250
@@ -184,6 +187,9 @@ class TrainingWheelsConfig:
     `mode: anneal`: the task's own reward plus `1 - iteration/iterations` for the
     teacher's action, so the CU's values move to the task's scale gradually instead
     of being relearned when the wheels come off.
+    `mode: lead`: the teacher's action replaces the CU's greedy one (its random
+    exploration actions stay) and the reward is the task's own, so the PUs train on
+    the teacher's route and the CU learns the task's values from it, off-policy.
     """
 
     teacher: Optional[str] = None  # import path of fn(env) -> LongTensor[B] of action indices (env.action_index)
@@ -335,6 +341,7 @@ def validate(cfg: RunConfig) -> None:
     for part in cu.inputs:
         _require(part in CU_INPUT_PARTS, "cu.inputs", f"unknown part '{part}'; choose from {list(CU_INPUT_PARTS)}")
     _require(len(cu.inputs) >= 1, "cu.inputs", "the CU needs at least one input part")
+    _require(cu.n_step >= 1, "cu.n_step", f"must be >= 1, got {cu.n_step}")
     _require(cu.history_length >= 1, "cu.history_length", f"must be >= 1, got {cu.history_length}")
     _require(all(h >= 1 for h in cu.hidden), "cu.hidden", f"sizes must be >= 1, got {cu.hidden}")
     _require(cu.learning_rate > 0, "cu.learning_rate", f"must be > 0, got {cu.learning_rate}")
@@ -368,7 +375,8 @@ def validate(cfg: RunConfig) -> None:
     _require(0 <= tr.lane < cfg.lanes, "trace.lane", f"must be in [0, lanes={cfg.lanes}), got {tr.lane}")
     tw = cfg.training_wheels
     _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
-    _require(tw.mode in ("replace", "anneal"), "training_wheels.mode", f"must be replace or anneal, got {tw.mode!r}")
+    _require(tw.mode in ("replace", "anneal", "lead"), "training_wheels.mode",
+             f"must be replace, anneal or lead, got {tw.mode!r}")
     _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")
 
 

@@ -1,7 +1,7 @@
 """The Control Unit: a DQN that picks one action per lane per iteration.
 
-Vanilla DQN (replay, target network, Huber loss, Adam) with the `double` and
-`dueling` options, an epsilon-greedy linear schedule, and `obs_grad`: the TD
+Vanilla DQN (replay, target network, Huber loss, Adam) with the `double`,
+`dueling` and `n_step` options, an epsilon-greedy linear schedule, and `obs_grad`: the TD
 loss of the current transition differentiated with respect to the CU's input,
 which the engine hands to the tape so that PUs writing CU-visible nodes learn
 from the CU (DESIGN.md section 3).
@@ -54,6 +54,7 @@ class ControlUnit:
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
+        self.queue: List[Tuple[torch.Tensor, ...]] = []  # the last n_step - 1 iterations, not yet in replay
         self.updates = 0
         self.last_loss = float("nan")
 
@@ -76,19 +77,35 @@ class ControlUnit:
         return actions, explore, actions == greedy, q
 
     @torch.no_grad()
-    def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+    def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
         q_next = self.target(next_obs)
         if self.cfg.double:
             best = self.q(next_obs).argmax(1, keepdim=True)
             v = q_next.gather(1, best).squeeze(1)
         else:
             v = q_next.max(1).values
-        return rewards + self.cfg.gamma * (1.0 - terminal) * v
+        return rewards + discount * v
 
     def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                 next_obs: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+                 next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
         q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        return F.smooth_l1_loss(q, self._td_target(rewards, next_obs, terminal))
+        return F.smooth_l1_loss(q, self._td_target(rewards, next_obs, discount))
+
+    def remember(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                 next_obs: torch.Tensor, terminal: torch.Tensor) -> None:
+        """Queue one iteration's transitions [B]; once `n_step` are queued, store the oldest as an
+        n-step transition: the discounted rewards up to the first task-instance end (which cuts
+        bootstrapping) or n steps, then V(obs n steps on). n-step returns let the outcome of a long
+        route reach its early choices through states the CU's inputs cannot tell apart."""
+        self.queue.append((obs, actions, rewards, terminal))
+        if len(self.queue) < self.cfg.n_step:
+            return
+        ret, alive = torch.zeros_like(rewards), torch.ones_like(rewards)
+        for k, (_, _, r, t) in enumerate(self.queue):
+            ret += alive * self.cfg.gamma ** k * r
+            alive = alive * (1.0 - t)
+        self.replay.add(self.queue[0][0], self.queue[0][1], ret, next_obs, alive * self.cfg.gamma ** len(self.queue))
+        self.queue.pop(0)
 
     def train_step(self) -> Optional[str]:
         """One gradient step on a replay batch. A non-finite loss or gradient skips it and is described."""
@@ -120,13 +137,14 @@ class ControlUnit:
         """d(TD loss of the current transitions, mean over lanes)/d(obs): the CU's gradient into nodes."""
         x = obs.detach().requires_grad_()
         with torch.enable_grad():
-            loss = self._td_loss(x, actions, rewards, next_obs, terminal)
+            loss = self._td_loss(x, actions, rewards, next_obs, self.cfg.gamma * (1.0 - terminal))
             (g,) = torch.autograd.grad(loss, x)
         return g
 
     def state_dict(self) -> dict:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
+                "queue": [tuple(x.clone() for x in item) for item in self.queue],
                 "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -134,6 +152,7 @@ class ControlUnit:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay.load_state_dict(state["replay"])
+        self.queue = [tuple(x.clone() for x in item) for item in state["queue"]]
         self.updates = state["updates"]
         self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])

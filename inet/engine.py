@@ -174,6 +174,9 @@ class Engine:
         actions, explore, argmax = self._choose()
         wheels = self.teacher is not None and self.iteration < cfg.training_wheels.iterations
         taught = self.teacher(self.first_env).to(dev) if wheels else None
+        if wheels and cfg.training_wheels.mode == "lead":  # the teacher takes the greedy action's place
+            actions = torch.where(explore, actions, taught)
+            argmax = actions == self.last_q.argmax(1)
 
         step = Step(self.nodes, actions, {}, torch.zeros(b, device=dev), torch.zeros(b, dtype=torch.bool, device=dev))
         for a, lanes in lanes_by_action(actions).items():
@@ -186,7 +189,7 @@ class Engine:
             env.feedback(step)
 
         reward = step.reward
-        if wheels:
+        if wheels and cfg.training_wheels.mode != "lead":
             follows = (actions == taught).float()
             tw = cfg.training_wheels
             reward = follows if tw.mode == "replace" else reward + follows * (1.0 - self.iteration / tw.iterations)
@@ -195,7 +198,7 @@ class Engine:
         next_obs, next_writers = self._observe()
         terminal = step.terminal.float()
         if self.script is None:
-            self.cu.replay.add(obs, actions, reward, next_obs, terminal)
+            self.cu.remember(obs, actions, reward, next_obs, terminal)
 
         self._node_losses(step)
         if self._cu_grad_active():

@@ -5,7 +5,7 @@ write its inputs) and `respond(step)` (look at what happened this iteration:
 call `finish` for lanes that submitted, `add_loss` for nodes with a target). The
 base class handles what every task shares: per-lane task-instance age, the
 timeout and its penalty, the per-iteration cost, the `terminal` flag that cuts TD
-bootstrapping, the signals `new task instance` and `age`, and task-end records
+bootstrapping, the signals `new_instance` and `age` (age / budget), and task-end records
 for the KPIs. A task instance ends only through `finish`, `fail` or the timeout;
 the next one starts at once in that lane (the IN never stops).
 """
@@ -68,7 +68,7 @@ class Environment:
     """Base class of all tasks. `actions` are the env actions the CU may pick."""
 
     actions: Tuple[str, ...] = ()
-    task_signals: int = 0  # number of extra signals a subclass appends
+    task_signals: Tuple[str, ...] = ()  # names of the signals a subclass appends (extra_signals)
 
     def __init__(self, name: str, cfg: EnvConfig, nodes: Nodes, lanes: int, device: torch.device,
                  generator: torch.Generator):
@@ -83,10 +83,17 @@ class Environment:
         self.age = torch.zeros(lanes, dtype=torch.long, device=device)
         self.task_reward = torch.zeros(lanes, device=device)
         self.all_lanes = torch.arange(lanes, device=device)
+        names = ("new_instance", "age", *self.task_signals)
+        chosen = names if cfg.signals is None else cfg.signals
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise ConfigError(f"envs.{name}.signals: unknown signal '{unknown[0]}'; choose from {list(names)}")
+        self.signal_names = tuple(chosen)
+        self._signal_columns = [names.index(n) for n in chosen]
 
     @property
     def n_signals(self) -> int:
-        return 2 + self.task_signals
+        return len(self.signal_names)
 
     # -- to implement -------------------------------------------------------------
     def start(self, lanes: torch.Tensor) -> None:
@@ -102,7 +109,7 @@ class Environment:
         raise NotImplementedError(f"{type(self).__name__} declares no action '{action}'")
 
     def extra_signals(self) -> torch.Tensor:
-        """[B, task_signals] additional signals."""
+        """[B, len(task_signals)] the task's own signals."""
         return torch.zeros(self.lanes, 0, device=self.device)
 
     def budget(self) -> torch.Tensor | float:
@@ -151,9 +158,10 @@ class Environment:
         return torch.rand(*shape, generator=self.gen, device=self.gen.device).to(self.device)
 
     def signals(self) -> torch.Tensor:
-        """[B, n_signals]: new task instance, age / timeout, then the task's own."""
+        """[B, n_signals]: the configured `signals` (by default new_instance, age / budget, then the task's own)."""
         base = torch.stack([(self.age == 0).float(), self.age.float() / self.budget()], 1)
-        return base if not self.task_signals else torch.cat([base, self.extra_signals()], 1)
+        every = base if not self.task_signals else torch.cat([base, self.extra_signals()], 1)
+        return every if self.cfg.signals is None else every[:, self._signal_columns]
 
     def finish(self, lanes: torch.Tensor, success: torch.Tensor, reward: torch.Tensor,
                extras: Dict[str, torch.Tensor] | None = None) -> None:

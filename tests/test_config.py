@@ -61,6 +61,8 @@ BAD = [
         ("nodes.n2.round_to=[]", "nodes.n2.round_to"),
         ("nodes.n2.round_from=-1", "nodes.n2.round_from"),
         ("envs.reduce.params.route.reset=pu9", "envs.reduce.params.route.reset"),
+        ("envs.reduce.signals=[new_instance,end_of_seq]", "envs.reduce.signals"),
+        ("cu.n_step=0", "cu.n_step"),
     ]],
 ]
 

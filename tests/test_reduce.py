@@ -267,3 +267,17 @@ def test_curriculum_mix_rehearses_shorter_lengths_which_do_not_move_the_curricul
         at_six += sum(int((before[e.lanes] == 6).sum()) for e in step.ended)
     c = engine.first_env.curriculum
     assert c.successes == at_six < engine.kpis.tasks  # every instance solved, only those at length 6 counted
+
+
+def test_the_configured_signals_are_what_the_cu_sees_in_that_order():
+    script = ["experiment=reduce/xor", "cu.script=inet.tasks.reduce.teacher"]  # the same actions in both
+    every = Engine(compose([*script, "envs.reduce.signals=null"]))
+    chosen = Engine(compose([*script, "envs.reduce.signals=[end_of_sequence,age]"]))
+    for engine in (every, chosen):
+        for _ in range(5):
+            engine.step()
+    env = every.first_env
+    assert env.signal_names == ("new_instance", "age", "new_item", "end_of_sequence")
+    assert chosen.first_env.signal_names == ("end_of_sequence", "age")
+    assert every.obs.shape == (1, 4) and chosen.obs.shape == (1, 2)
+    assert torch.equal(chosen.first_env.signals(), env.signals()[:, [3, 1]])

@@ -102,3 +102,28 @@ def test_training_wheels_reward_in_replay(mode):
             expected = step.reward[0] + float(follows) * (1 - it / 200)
         assert torch.isclose(stored, expected), (it, mode, stored, expected)
     assert min(followed.values()) > 20  # both branches were exercised
+
+
+def test_lead_training_wheels_take_the_teachers_action_unless_exploring():
+    """lead: during the wheels every lane takes the teacher's action except where the CU explores (a
+    random action), and the reward in replay is the task's own; afterwards the CU acts on its own."""
+    from inet.cli import compose
+    from inet.engine import Engine
+    from inet.tasks.multitask import teacher
+    cfg = compose(["experiment=multitask/base", "iterations=400", "lanes=4", "cu.exploration_fraction=0.5",
+                   "training_wheels.teacher=inet.tasks.multitask.teacher", "training_wheels.iterations=200",
+                   "training_wheels.mode=lead"])
+    engine = Engine(cfg)
+    explored = after = 0
+    while engine.iteration < cfg.iterations:
+        it, taught = engine.iteration, teacher(engine.first_env).clone()
+        step = engine.step()
+        random = engine.last_explore
+        stored = engine.cu.replay.rewards[(engine.cu.replay.cursor - 4 + torch.arange(4)) % cfg.cu.buffer_size]
+        assert torch.equal(stored, step.reward)
+        if it < 200:
+            assert torch.equal(step.actions[~random], taught[~random])
+            explored += int(random.sum())
+        else:
+            after += int((step.actions != taught).sum())
+    assert explored > 20 and after > 20  # random actions during the wheels, the CU's own choices after

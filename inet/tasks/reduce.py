@@ -8,8 +8,8 @@ where m0 is f's neutral start (1 for `and`, 0 otherwise). Submitting before the
 whole sequence was fetched is an invalid action too. Failure = wrong answer,
 invalid action or timeout; the budget is `reward.timeout + reward.timeout_per_item * L`.
 
-Signals (besides new task instance and age / budget): a new item arrived with
-the last action, and the end of the sequence was reached. The length L comes from
+Signals (besides new_instance and age / budget): `new_item` (the last action
+fetched an item) and `end_of_sequence` (all items fetched). The length L comes from
 the curriculum (`curriculum.enabled`; with `curriculum.mix`, a fraction of the
 instances rehearse a length drawn from [min_length, length]) or is
 `curriculum.start_length`. Only instances at the curriculum's current length move it.
@@ -51,7 +51,7 @@ class Reduce(Environment):
     """Fetch x1..xL with `next`, submit reduce(f, x) rounded to {0, 1}."""
 
     actions = ("next",)
-    task_signals = 2  # a new item arrived, end of sequence
+    task_signals = ("new_item", "end_of_sequence")  # the last action fetched an item; all items fetched
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
