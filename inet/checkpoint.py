@@ -19,7 +19,7 @@ from . import __version__
 from .config import ConfigError, RunConfig
 
 FILENAME = "checkpoint.pt"
-FORMAT = 2
+FORMAT = 3
 # Keys that do not affect what a run computes, so a resume may change them.
 RESUMABLE = ("resume", "progress", "threads", "checkpoint_interval")
 

@@ -54,7 +54,8 @@ class ControlUnit:
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
-        self.queue: List[Tuple[torch.Tensor, ...]] = []  # the last n_step - 1 iterations, not yet in replay
+        self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
+        self.steps = 0  # iterations remembered
         self.updates = 0
         self.last_loss = float("nan")
 
@@ -93,19 +94,27 @@ class ControlUnit:
 
     def remember(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                  next_obs: torch.Tensor, terminal: torch.Tensor) -> None:
-        """Queue one iteration's transitions [B]; once `n_step` are queued, store the oldest as an
-        n-step transition: the discounted rewards up to the first task-instance end (which cuts
-        bootstrapping) or n steps, then V(obs n steps on). n-step returns let the outcome of a long
-        route reach its early choices through states the CU's inputs cannot tell apart."""
-        self.queue.append((obs, actions, rewards, terminal))
-        if len(self.queue) < self.cfg.n_step:
-            return
-        ret, alive = torch.zeros_like(rewards), torch.ones_like(rewards)
-        for k, (_, _, r, t) in enumerate(self.queue):
-            ret += alive * self.cfg.gamma ** k * r
-            alive = alive * (1.0 - t)
-        self.replay.add(self.queue[0][0], self.queue[0][1], ret, next_obs, alive * self.cfg.gamma ** len(self.queue))
-        self.queue.pop(0)
+        """Hold one iteration's transitions [B] in a ring of `n_step` slots; once the ring is full,
+        store the oldest as an n-step transition: the discounted rewards up to the first task-instance
+        end (which cuts bootstrapping) or n steps, then V(obs n steps on). n-step returns let the
+        outcome of a long route reach its early choices through states the CU's inputs cannot tell
+        apart. Each slot keeps its running return, so an iteration costs O(n * B), not a Python loop."""
+        n = self.cfg.n_step
+        if self.pending is None:
+            self.pending = {"obs": obs.new_zeros((n, *obs.shape)), "actions": actions.new_zeros((n, *actions.shape)),
+                            "ret": rewards.new_zeros((n, *rewards.shape)), "alive": rewards.new_zeros((n, *rewards.shape)),
+                            "power": rewards.new_zeros((n, 1))}
+        p, slot = self.pending, self.steps % n
+        p["obs"][slot], p["actions"][slot] = obs, actions
+        p["ret"][slot], p["alive"][slot], p["power"][slot] = 0.0, 1.0, 1.0
+        p["ret"].addcmul_(p["alive"] * p["power"], rewards)
+        p["alive"].mul_(1.0 - terminal)
+        p["power"].mul_(self.cfg.gamma)
+        self.steps += 1
+        if self.steps >= n:
+            old = self.steps % n  # the slot the next iteration overwrites holds the oldest transition
+            self.replay.add(p["obs"][old], p["actions"][old], p["ret"][old], next_obs,
+                            p["alive"][old] * p["power"][old])
 
     def train_step(self) -> Optional[str]:
         """One gradient step on a replay batch. A non-finite loss or gradient skips it and is described."""
@@ -144,15 +153,16 @@ class ControlUnit:
     def state_dict(self) -> dict:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
-                "queue": [tuple(x.clone() for x in item) for item in self.queue],
-                "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
+                "pending": None if self.pending is None else {k: v.clone() for k, v in self.pending.items()},
+                "steps": self.steps, "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.q.load_state_dict(state["q"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay.load_state_dict(state["replay"])
-        self.queue = [tuple(x.clone() for x in item) for item in state["queue"]]
+        self.pending = None if state["pending"] is None else {k: v.clone() for k, v in state["pending"].items()}
+        self.steps = state["steps"]
         self.updates = state["updates"]
         self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])

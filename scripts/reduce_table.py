@@ -1,18 +1,20 @@
 """Run the reduce grid (every f x seeds x variant) and write a markdown table of the length KPIs.
 
 Each run: `experiment=reduce/<f> seed=S iterations=N` plus the variant's overrides, the
-Engine stepped in this process (one thread, one run at a time), greedy evaluation every
+Engine stepped in a worker process (one thread each, `--jobs` at a time), greedy evaluation every
 `--eval-interval` iterations on 200 instances per length. Reported per run: `max_length_reached`
-(curriculum), `max_length_reliable` at the last evaluation, the best `max_length_reliable` of any
-evaluation, and the iterations run.
+(curriculum), `max_length_reliable` and its reliable prefix at the last evaluation, the smallest
+reliable prefix of the evaluations in the second half of the run (did it hold?), the best
+`max_length_reliable` of any evaluation, and the iterations run.
 
-    python scripts/reduce_table.py --iterations 30000 --out outputs/reduce_table.md
+    python scripts/reduce_table.py --iterations 30000 --jobs 2 --out outputs/reduce_table.md
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -20,32 +22,44 @@ import torch
 from inet.cli import compose
 from inet.engine import Engine
 from inet.evaluation import reliable_prefix
+from inet.guards import NonFiniteError
 
 WHEELS = ["training_wheels.teacher=inet.tasks.reduce.teacher"]
 VARIANTS = {
-    "wheels+stabilisers": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "+stabilisers=on"],
-    "wheels": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}"],
-    "stabilisers": lambda n: ["+stabilisers=on"],
-    # 30% of the instances rehearse a length drawn from [1, current length]
-    "wheels+mix": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "envs.reduce.curriculum.mix=0.3"],
-    # no uniformly random phase at the start: epsilon 0.01 from iteration 0, the CU trains from iteration 0
-    "wheels+stabilisers+no-random-phase": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "+stabilisers=on",
-                                                     "cu.exploration_initial_eps=0.01", "cu.learning_starts=0"],
     "plain": lambda n: [],
+    "stabilisers": lambda n: ["+stabilisers=on"],
+    # the paper's training wheels: the CU is rewarded for the teacher's action, for the first half
+    "wheels": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}"],
+    # the teacher acts in the CU's place (its exploration stays) with the task's reward, first half
+    "lead": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "training_wheels.mode=lead"],
+    "lead+stabilisers": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "training_wheels.mode=lead",
+                                   "+stabilisers=on"],
+    # the stabilisers without the rounding of n2
+    "lead+eps+guard": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "training_wheels.mode=lead",
+                                 "cu.epsilon_by_task_length=true", "pu_optim.guard=3.0"],
 }
 
 
 def one_run(f: str, seed: int, variant: str, iterations: int, eval_interval: int) -> dict:
+    torch.set_num_threads(1)
     overrides = [f"experiment=reduce/{f}", f"seed={seed}", f"iterations={iterations}",
                  f"evaluation.interval={eval_interval}", *VARIANTS[variant](iterations)]
     engine = Engine(compose(overrides))
     start = time.perf_counter()
-    while engine.iteration < iterations:
-        engine.step()
+    prefixes = []  # (iteration, max_length_reliable_prefix) at each evaluation
+    stopped = None  # why the run stopped early (`nonfinite: raise`); its KPIs are those at the stop
+    try:
+        while engine.iteration < iterations:
+            engine.step()
+            if engine.evaluator.evaluated_at == engine.iteration and engine.iteration % eval_interval == 0:
+                prefixes.append((engine.iteration, reliable_prefix(engine.evaluator.results, 0.95)))
+    except NonFiniteError as e:
+        stopped = str(e)
     s = engine.task_summary()
-    return {"f": f, "seed": seed, "variant": variant, "iterations": engine.iteration,
+    return {"f": f, "seed": seed, "variant": variant, "budget": iterations, "iterations": engine.iteration,
             "max_length_reached": int(s["max_length_reached"]), "max_length_reliable": s["max_length_reliable"],
-            "best_max_length_reliable": s["best_max_length_reliable"],
+            "best_max_length_reliable": s["best_max_length_reliable"], "prefix_by_evaluation": prefixes,
+            "stopped": stopped,
             "task_success": engine.metrics()["task_success"], "eval_success_by_length": s["eval_success_by_length"],
             "seconds": round(time.perf_counter() - start, 1), "overrides": " ".join(overrides)}
 
@@ -55,7 +69,8 @@ def table(rows: list) -> str:
              "train success (last 200) | eval success by L (end) |", "|---" * 9 + "|"]
     for r in rows:
         ev = " ".join(f"{n}:{v:.2f}" for n, v in sorted(r["eval_success_by_length"].items()))
-        lines.append(f"| {r['f']} | {r['variant']} | {r['seed']} | {r['iterations']} | {r['max_length_reached']} | "
+        its = f"{r['iterations']} (stopped: {r['stopped']})" if r.get("stopped") else r["iterations"]
+        lines.append(f"| {r['f']} | {r['variant']} | {r['seed']} | {its} | {r['max_length_reached']} | "
                      f"{r['max_length_reliable']} | {r['best_max_length_reliable']} | {r['task_success']:.2f} | {ev} |")
     return "\n".join(lines)
 
@@ -66,44 +81,46 @@ def summary(rows: list) -> str:
     for r in rows:
         groups.setdefault((r["variant"], r["f"]), []).append(r)
     lines = ["| variant | f | iterations | max_length_reached | max_length_reliable (end) | reliable prefix (end) "
-             "| best max_length_reliable |", "|---|---|---|---|---|---|---|"]
+             "| min prefix, 2nd half | best max_length_reliable |", "|---|---|---|---|---|---|---|---|"]
     for (variant, f), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         col = lambda k: "/".join(str(int(r[k])) for r in rs)  # noqa: E731
         prefix = "/".join(str(reliable_prefix({int(n): v for n, v in r["eval_success_by_length"].items()}, 0.95))
                           for r in rs)
-        lines.append(f"| {variant} | {f} | {rs[0]['iterations']} | {col('max_length_reached')} | "
-                     f"{col('max_length_reliable')} | {prefix} | {col('best_max_length_reliable')} |")
+        held = "/".join(str(min([p for i, p in r["prefix_by_evaluation"] if i > r["budget"] // 2], default=0))
+                        for r in rs)
+        its = "/".join(str(r["iterations"]) for r in rs)
+        lines.append(f"| {variant} | {f} | {its} | {col('max_length_reached')} | "
+                     f"{col('max_length_reliable')} | {prefix} | {held} | {col('best_max_length_reliable')} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--functions", nargs="+", default=["constant", "last", "and", "or", "xor"])
-    p.add_argument("--variants", nargs="+", default=["wheels+stabilisers"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--iterations", type=int, default=30000)
     p.add_argument("--eval-interval", type=int, default=5000)
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side, one process and one thread each")
     p.add_argument("--out", type=Path, default=Path("outputs/reduce_table.md"))
     args = p.parse_args()
-    torch.set_num_threads(1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     jsonl = args.out.with_suffix(".jsonl")
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    done = {(r["f"], r["variant"], r["seed"], r["iterations"]) for r in rows}
-    for variant in args.variants:
-        for f in args.functions:
-            for seed in args.seeds:
-                if (f, variant, seed, args.iterations) in done:
-                    continue
-                r = one_run(f, seed, variant, args.iterations, args.eval_interval)
-                rows.append(r)
-                with open(jsonl, "a") as fh:
-                    fh.write(json.dumps(r) + "\n")
-                args.out.write_text(summary(rows) + "\n\n" + table(rows) + "\n")
-                print(json.dumps({k: r[k] for k in ("f", "variant", "seed", "max_length_reached",
-                                                     "max_length_reliable", "best_max_length_reliable", "seconds")}),
-                      flush=True)
+    done = {(r["f"], r["variant"], r["seed"], r["budget"]) for r in rows}
+    todo = [(f, seed, variant, args.iterations, args.eval_interval)
+            for variant in args.variants for f in args.functions for seed in args.seeds
+            if (f, variant, seed, args.iterations) not in done]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for r in pool.map(one_run, *zip(*todo)) if todo else []:
+            rows.append(r)
+            with open(jsonl, "a") as fh:
+                fh.write(json.dumps(r) + "\n")
+            args.out.write_text(summary(rows) + "\n\n" + table(rows) + "\n")
+            print(json.dumps({k: r[k] for k in ("f", "variant", "seed", "max_length_reached",
+                                                 "max_length_reliable", "best_max_length_reliable", "seconds")}),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_three_step_returns_are_cut_at_the_first_task_instance_end():
     unit = cu(3)
     remember(unit, 0, [1.0, 1.0], [0.0, 0.0])
     remember(unit, 1, [2.0, 2.0], [0.0, 1.0])  # lane 1's instance ends here
-    assert unit.replay.size == 0  # nothing stored before n iterations are queued
+    assert unit.replay.size == 0  # nothing stored before n iterations are held
     remember(unit, 2, [4.0, 4.0], [0.0, 0.0])
     # lane 0: 1 + 0.5*2 + 0.25*4, bootstrapped from obs 3 with 0.5^3; lane 1: 1 + 0.5*2, no bootstrap
     assert stored(unit) == [(0.0, 0, 3.0, 3.0, 0.125), (0.0, 0, 2.0, 3.0, 0.0)]
@@ -44,7 +44,7 @@ def test_three_step_returns_are_cut_at_the_first_task_instance_end():
 
 
 @pytest.mark.parametrize("n_step", [1, 4])
-def test_the_queue_is_part_of_the_state(n_step):
+def test_the_pending_transitions_are_part_of_the_state(n_step):
     a, b = cu(n_step), cu(n_step)
     for t in range(3):
         remember(a, t, [1.0, 0.0], [0.0, 0.0])
