@@ -21,22 +21,23 @@ import torch
 
 from inet.cli import compose
 from inet.engine import Engine
-from inet.evaluation import reliable_prefix
 from inet.guards import NonFiniteError
 
-WHEELS = ["training_wheels.teacher=inet.tasks.reduce.teacher"]
+
+def wheels(*extra: str):
+    """The teacher's wheels for the first half of the run, plus `extra` overrides."""
+    return lambda n: ["training_wheels.teacher=inet.tasks.reduce.teacher", f"training_wheels.iterations={n // 2}",
+                      *extra]
+
+
+LEAD = "training_wheels.mode=lead"  # the teacher acts in the CU's place (its exploration stays), the task's reward
 VARIANTS = {
     "plain": lambda n: [],
     "stabilisers": lambda n: ["+stabilisers=on"],
-    # the paper's training wheels: the CU is rewarded for the teacher's action, for the first half
-    "wheels": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}"],
-    # the teacher acts in the CU's place (its exploration stays) with the task's reward, first half
-    "lead": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "training_wheels.mode=lead"],
-    "lead+stabilisers": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "training_wheels.mode=lead",
-                                   "+stabilisers=on"],
-    # the stabilisers without the rounding of n2
-    "lead+eps+guard": lambda n: [*WHEELS, f"training_wheels.iterations={n // 2}", "training_wheels.mode=lead",
-                                 "cu.epsilon_by_task_length=true", "pu_optim.guard=3.0"],
+    "wheels": wheels(),  # the paper's: the CU is rewarded for the teacher's action
+    "lead": wheels(LEAD),
+    "lead+stabilisers": wheels(LEAD, "+stabilisers=on"),
+    "lead+eps+guard": wheels(LEAD, "cu.epsilon_by_task_length=true", "pu_optim.guard=3.0"),  # no rounding of n2
 }
 
 
@@ -51,13 +52,14 @@ def one_run(f: str, seed: int, variant: str, iterations: int, eval_interval: int
     try:
         while engine.iteration < iterations:
             engine.step()
-            if engine.evaluator.evaluated_at == engine.iteration and engine.iteration % eval_interval == 0:
-                prefixes.append((engine.iteration, reliable_prefix(engine.evaluator.results, 0.95)))
+            if engine.evaluator.evaluated_at == engine.iteration:
+                prefixes.append((engine.iteration, engine.evaluator.max_length_reliable_prefix))
     except NonFiniteError as e:
         stopped = str(e)
     s = engine.task_summary()
     return {"f": f, "seed": seed, "variant": variant, "budget": iterations, "iterations": engine.iteration,
             "max_length_reached": int(s["max_length_reached"]), "max_length_reliable": s["max_length_reliable"],
+            "max_length_reliable_prefix": s["max_length_reliable_prefix"],
             "best_max_length_reliable": s["best_max_length_reliable"], "prefix_by_evaluation": prefixes,
             "stopped": stopped,
             "task_success": engine.metrics()["task_success"], "eval_success_by_length": s["eval_success_by_length"],
@@ -85,13 +87,12 @@ def summary(rows: list) -> str:
     for (variant, f), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         col = lambda k: "/".join(str(int(r[k])) for r in rs)  # noqa: E731
-        prefix = "/".join(str(reliable_prefix({int(n): v for n, v in r["eval_success_by_length"].items()}, 0.95))
-                          for r in rs)
         held = "/".join(str(min([p for i, p in r["prefix_by_evaluation"] if i > r["budget"] // 2], default=0))
                         for r in rs)
         its = "/".join(str(r["iterations"]) for r in rs)
         lines.append(f"| {variant} | {f} | {its} | {col('max_length_reached')} | "
-                     f"{col('max_length_reliable')} | {prefix} | {held} | {col('best_max_length_reliable')} |")
+                     f"{col('max_length_reliable')} | {col('max_length_reliable_prefix')} | {held} | "
+                     f"{col('best_max_length_reliable')} |")
     return "\n".join(lines)
 
 

@@ -140,7 +140,7 @@ def test_parity_with_the_teacher_leading_is_reliable_at_every_length_to_64_from_
 
     def record(engine: Engine) -> bool:
         if engine.evaluator.evaluated_at == engine.iteration:
-            prefixes[engine.iteration] = engine.metrics()["max_length_reliable_prefix"]
+            prefixes[engine.iteration] = engine.evaluator.max_length_reliable_prefix
         return False
 
     engine = train([*LEAD_XOR, f"seed={seed}"], until=record)
