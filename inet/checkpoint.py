@@ -5,30 +5,35 @@ network, both optimizers, replay buffer and cursor, environments' task state and
 generators, KPI windows, every RNG, counters), the runner's own counters, and the
 config it was written under. Restoring it continues the run bit for bit; nothing
 is dropped. A resume may change only the keys in `RESUMABLE`.
+
+Everything in it is a tensor, a number, a string or a plain container, so it loads
+with `torch.load(weights_only=True)`: loading a checkpoint never runs code from the
+file, whoever wrote it. Format 3 (inet before format 4) held NumPy's RNG state as an
+array; it is read with NumPy's array type alone allowed, and migrated.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
+import pickle
 from pathlib import Path
 from typing import Any, Dict
 
+import numpy as np
 import torch
 
 from . import __version__
 from .config import ConfigError, RunConfig
+from .files import save_atomic
+from .rng import numpy_state
 
 FILENAME = "checkpoint.pt"
-FORMAT = 3
+FORMAT = 4
 # Keys that do not affect what a run computes, so a resume may change them.
 RESUMABLE = ("resume", "progress", "threads", "checkpoint_interval")
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# What a format-3 checkpoint needs beyond weights_only's own allow-list: NumPy arrays, which hold data, not code.
+_FORMAT3_GLOBALS = {"numpy.ndarray": np.ndarray, "numpy._core.multiarray._reconstruct": np._core.multiarray._reconstruct,
+                    "numpy.core.multiarray._reconstruct": np._core.multiarray._reconstruct, "numpy.dtype": np.dtype,
+                    "numpy.dtypes.UInt32DType": np.dtypes.UInt32DType}
 
 
 def flatten(cfg: RunConfig) -> Dict[str, Any]:
@@ -62,13 +67,12 @@ def load(path: Path, cfg: RunConfig) -> dict:
     if not path.is_file():
         raise ConfigError(f"resume: there is no checkpoint at {path}; point hydra.run.dir at a run directory "
                           f"that has one, or {fresh}")
-    try:
-        state = torch.load(path, map_location=cfg.device, weights_only=False)
-    except Exception as e:  # truncated zip, not a torch file, unpickling errors: all mean an unusable file
-        raise ConfigError(f"resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                          f"it is truncated or not an inet checkpoint. Resume from another run, or {fresh}") from None
+    state = read(path, cfg.device)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
-        raise ConfigError(f"resume: {path} is not an inet checkpoint of format {FORMAT}; {fresh}")
+        found = state.get("format") if isinstance(state, dict) else None
+        what = f"format {found} (written by inet {state.get('inet', '?')})" if found is not None else "no inet checkpoint"
+        raise ConfigError(f"resume: {path} is {what}; this inet reads format {FORMAT} and migrates format 3, "
+                          f"so resume it with the inet that wrote it, or {fresh}")
     saved, now = state["config"], flat_config(cfg)
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<unset>") != now.get(k, "<unset>"))
     if diff:
@@ -76,4 +80,38 @@ def load(path: Path, cfg: RunConfig) -> dict:
         more = f" and {len(diff) - 8} more" if len(diff) > 8 else ""
         raise ConfigError(f"resume: {path} was written by a different config ({shown}{more}); resume with the "
                           f"run's own overrides (its .hydra/overrides.yaml), or {fresh}")
+    return state
+
+
+def read(path: Path, device: str = "cpu") -> dict:
+    """Load a checkpoint without running code from it; format 3 is migrated. ConfigError says why a file is refused."""
+    fresh = "start a new run (without resume=true) in a new directory"
+    try:
+        unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception as e:  # truncated zip, not a torch file: an unusable file
+        raise ConfigError(f"resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                          f"it is truncated or not an inet checkpoint. Resume from another run, or {fresh}") from None
+    refused = (f"resume: {path} refers to Python objects that an inet checkpoint never holds ({{}}); loading it "
+               f"could run code from the file, so it is refused and nothing of it was loaded. Resume only from "
+               f"checkpoints inet wrote, or {fresh}")
+    if unsafe - _FORMAT3_GLOBALS.keys():
+        raise ConfigError(refused.format(", ".join(sorted(unsafe))))
+    try:
+        with torch.serialization.safe_globals(list(_FORMAT3_GLOBALS.values()) if unsafe else []):
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if "got <" in ln or "Unsupported" in ln]
+        raise ConfigError(refused.format(lines[0] if lines else "refused by torch.load(weights_only=True)")) from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise ConfigError(f"resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                          f"it is truncated or not an inet checkpoint. Resume from another run, or {fresh}") from None
+    if isinstance(state, dict) and state.get("format") == 3:
+        state = _migrate_3(state)
+    return state
+
+
+def _migrate_3(state: dict) -> dict:
+    """Format 3 -> 4: NumPy's RNG state as tensors (the only difference)."""
+    state["engine"]["rng"]["numpy"] = numpy_state(state["engine"]["rng"]["numpy"])
+    state["format"] = 4
     return state

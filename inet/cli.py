@@ -123,7 +123,7 @@ def _hydra_run(argv: List[str]) -> None:
     from hydra.types import RunMode
 
     from .guards import NonFiniteError
-    from .runner import RunInterrupted, run
+    from .runner import RunInterrupted, RunWriteFailed, run
 
     try:
         argv = prepare(argv)
@@ -149,6 +149,9 @@ def _hydra_run(argv: List[str]) -> None:
         except NonFiniteError as e:
             print(f"inet: non-finite value: {e}", file=sys.stderr)
             sys.exit(3)
+        except RunWriteFailed as e:
+            print(f"inet: write failed: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
 
     sys.argv = ["inet run", *argv]
     app()

@@ -18,10 +18,8 @@ All state lives in `state_dict()` so a run can be saved and restored exactly.
 """
 from __future__ import annotations
 
-import random
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,14 +34,8 @@ from .nodes import ENV, Nodes, every_lane
 from .pretrain import pretrain
 from .pu_optim import PUOptimizer
 from .pus import build_pu, import_object, run_pu
+from .rng import global_state, seed_everything, set_global_state
 from .tape import Tape
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch's global generator (used for weight init)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class Engine:
@@ -330,8 +322,7 @@ class Engine:
             "kpis": self.kpis.state_dict(),
             "stats": dict(self.stats),
             "evaluation": self.evaluator.state_dict(),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state()},
+            "rng": global_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -351,6 +342,4 @@ class Engine:
         self.stats = dict(state["stats"])
         if "evaluation" in state:  # checkpoints written before evaluation existed have none
             self.evaluator.load_state_dict(state["evaluation"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_global_state(state["rng"])

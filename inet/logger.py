@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import csv
-import os
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from .files import AppendFile, OutputWriteError, csv_lines, write_atomic
 
 # metric -> TensorBoard tag; every tag lives under one of a few stable prefixes.
 TAGS = {
@@ -77,6 +79,8 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, config_yaml: str, resume_at: Optional[int] = None,
                  hparams: Optional[Dict[str, object]] = None):
+        self._hook = threading.excepthook
+        threading.excepthook = self._writer_thread_failed
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_at is None else resume_at + 1)
         self.csv_path = run_dir / "kpis.csv"
         self._file = None
@@ -95,13 +99,9 @@ class RunLogger:
         if not rows:
             return
         kept = [rows[0], *(r for r in rows[1:] if r and int(r[0]) <= resume_at)]
-        tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, self.csv_path)
+        write_atomic(self.csv_path, csv_lines(kept))
         self._columns = rows[0]
-        self._file = open(self.csv_path, "a", newline="")
-        self._csv = csv.writer(self._file)
+        self._file = AppendFile(self.csv_path)
 
     def _write_hparams(self, hparams: Dict[str, object]) -> None:
         """The HParams session of this run, in this run's own event file (add_hparams would start a new run)."""
@@ -119,18 +119,32 @@ class RunLogger:
         self.close()
 
     def log(self, iteration: int, row: Dict[str, float]) -> None:
-        for k, v in row.items():
-            self.writer.add_scalar(tag(k), v, iteration)
+        """One row: every metric to TensorBoard (flushed, so a failed write shows now), all but
+        wall-clock ones to kpis.csv (whole lines only, see inet/files.py)."""
+        try:
+            for k, v in row.items():
+                self.writer.add_scalar(tag(k), v, iteration)
+            self.writer.flush()
+        except OSError as e:
+            raise OutputWriteError(Path(self.writer.log_dir), e) from None
         row = {k: v for k, v in row.items() if not tag(k).startswith("time/")}
+        lines = []
         if self._file is None:
             self._columns = ["iteration", *row]
-            self._file = open(self.csv_path, "w", newline="")
-            self._csv = csv.writer(self._file)
-            self._csv.writerow(self._columns)
-        self._csv.writerow([iteration, *(row.get(k, float("nan")) for k in self._columns[1:])])
-        self._file.flush()
+            self._file = AppendFile(self.csv_path, truncate=True)
+            lines.append(self._columns)
+        lines.append([iteration, *(row.get(k, float("nan")) for k in self._columns[1:])])
+        self._file.append(csv_lines(lines))
+
+    def _writer_thread_failed(self, args: threading.ExceptHookArgs) -> None:
+        """TensorBoard's writer thread re-raises a failed write in the next `log`, where the runner reports
+        it in one line; its own traceback on stderr would only repeat it."""
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith("tensorboard")):
+            self._hook(args)
 
     def close(self) -> None:
+        threading.excepthook = self._hook
         self.writer.close()
         if self._file is not None:
             self._file.close()
+

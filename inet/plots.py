@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .files import render_atomic  # noqa: E402
+
 PANELS = [
     ("reward_per_iteration", "reward per iteration"),
     ("reward_per_task", "reward per task instance"),
@@ -29,7 +31,7 @@ def _save(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, Figure]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
         fig.tight_layout()
-        fig.savefig(out_dir / f"{name}.png", dpi=110)
+        render_atomic(out_dir / f"{name}.png", lambda buf: fig.savefig(buf, format="png", dpi=110))
     return figures
 
 

@@ -8,6 +8,7 @@ iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -24,12 +25,19 @@ from . import __version__
 from . import checkpoint
 from .config import ConfigError, RunConfig
 from .engine import Engine
+from .files import OutputWriteError, describe, save_atomic, write_atomic
 from .guards import NonFiniteError
 from .logger import RunLogger
 from .plots import plot_run
 from .trace import TraceRecorder
 
 HEADLINE = ("task_success", "reward_per_iteration", "reward_per_task")
+
+
+class RunWriteFailed(RuntimeError):
+    """A run output could not be written (a full disk, say); the last good checkpoint is intact."""
+
+    exit_code = 74  # EX_IOERR (sysexits.h)
 
 
 class RunInterrupted(Exception):
@@ -85,8 +93,9 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     """Train for `cfg.iterations` lane-iterations (resuming from run_dir's checkpoint with `cfg.resume`).
 
     Writes all outputs and prints the KPI table. Raises ConfigError before any work
-    for a bad resume, RunInterrupted after checkpointing on SIGTERM/SIGINT, and
-    NonFiniteError (naming the last good checkpoint) on a NaN or inf.
+    for a bad resume, RunInterrupted after checkpointing on SIGTERM/SIGINT,
+    NonFiniteError (naming the last good checkpoint) on a NaN or inf, and
+    RunWriteFailed (likewise) when an output cannot be written.
     """
     ckpt_path = run_dir / checkpoint.FILENAME
     saved: Optional[dict] = None
@@ -107,19 +116,28 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def save_checkpoint() -> None:
-        runner_state.update(wall_seconds=wall(), checkpoint_iteration=engine.iteration, trace=recorder.state_dict())
-        checkpoint.save(ckpt_path, cfg, engine.state_dict(), runner_state)
+        state = {**runner_state, "wall_seconds": wall(), "checkpoint_iteration": engine.iteration,
+                 "trace": recorder.state_dict()}
+        checkpoint.save(ckpt_path, cfg, engine.state_dict(), state)
+        runner_state.update(state)  # only once it is on disk: `last_good` names it
+
+    def last_good() -> str:
+        k = runner_state["checkpoint_iteration"]
+        return (f"the last good checkpoint is {ckpt_path} (iteration {k}), left intact; continue from it with: "
+                f"inet run resume=true hydra.run.dir={run_dir}" if k is not None
+                else "no checkpoint was written before it")
 
     resume_at = engine.iteration if saved is not None else None
-    logger = RunLogger(run_dir, config_yaml, resume_at=resume_at, hparams=hparams(cfg))
-    recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
-    recorder.load_state_dict(runner_state.get("trace", {}))
     bar = tqdm(total=cfg.iterations, initial=engine.iteration, unit="it", disable=not cfg.progress,
                dynamic_ncols=True, mininterval=0.5)
     offset, start = runner_state["wall_seconds"], time.perf_counter()
     wall = lambda: offset + time.perf_counter() - start  # noqa: E731
     every = cfg.checkpoint_interval
+    logger = recorder = None
     try:
+        logger = RunLogger(run_dir, config_yaml, resume_at=resume_at, hparams=hparams(cfg))
+        recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
+        recorder.load_state_dict(runner_state.get("trace", {}))
         with _StopSignals() as stop:
             while engine.iteration < cfg.iterations:
                 before = engine.iteration
@@ -142,25 +160,33 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                     name = signal.Signals(stop.signum).name
                     raise RunInterrupted(stop.signum, f"{name} at iteration {it}: checkpoint written to {ckpt_path}; "
                                          f"continue it with: inet run resume=true hydra.run.dir={run_dir}")
+        recorder.close()
+        save_checkpoint()
+        summary = _finish(cfg, engine, run_dir, config_yaml, wall(), logger)
     except NonFiniteError as e:
-        logger.close()
-        k = runner_state["checkpoint_iteration"]
-        last = (f"the last good checkpoint is {ckpt_path} (iteration {k}), left intact; resume from it with "
-                f"resume=true hydra.run.dir={run_dir}" if k is not None else "no checkpoint was written before it")
-        raise NonFiniteError(f"{e}; the run stopped ({last}). Set nonfinite=skip to skip such updates "
+        raise NonFiniteError(f"{e}; the run stopped ({last_good()}). Set nonfinite=skip to skip such updates "
                              "and count them instead") from None
-    except BaseException:
-        logger.close()
-        raise
+    except (OSError, OutputWriteError) as e:
+        what = str(e) if isinstance(e, OutputWriteError) else f"a write failed: {describe(e)}"
+        raise RunWriteFailed(f"{run_dir}: {what}. The run stopped at iteration {engine.iteration}; {last_good()}. "
+                             "Free space (or fix the cause) first") from None
     finally:
         bar.close()
-        recorder.close()
-    save_checkpoint()
-    total_wall = wall()
+        for out in (recorder, logger):
+            if out is not None:
+                with contextlib.suppress(OSError, OutputWriteError):
+                    out.close()
+    print(kpi_table(summary))
+    print(f"run directory: {run_dir}")
+    return summary
 
+
+def _finish(cfg: RunConfig, engine: Engine, run_dir: Path, config_yaml: str, total_wall: float,
+            logger: RunLogger) -> Dict[str, object]:
+    """The end of a run: PU weights, summary.json, plots, the last TensorBoard entries. Returns the summary."""
     (run_dir / "pus").mkdir(exist_ok=True)
     for name, pu in engine.pus.items():
-        checkpoint.save_atomic(pu.state_dict(), run_dir / "pus" / f"{name}.pt")
+        save_atomic(pu.state_dict(), run_dir / "pus" / f"{name}.pt")
     final = engine.metrics()
     summary: Dict[str, object] = {
         "name": cfg.name,
@@ -179,11 +205,9 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         "config_hash": config_hash(config_yaml),
         "versions": versions(),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     figures = plot_run(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
     logger.finish(engine.iteration, summary, figures)
-    print(kpi_table(summary))
-    print(f"run directory: {run_dir}")
     return summary
 
 

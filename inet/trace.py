@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 from .config import TraceConfig
 from .engine import Engine
 from .env import Step
-from .files import write_atomic
+from .files import AppendFile, csv_lines, write_atomic
 
 TRACE_DIR = "trace"
 
@@ -51,13 +51,12 @@ class TraceRecorder:
         meta = {"actions": action_kinds(engine), "lane": cfg.lane, "lanes": engine.lanes,
                 "interval": cfg.interval, "window": cfg.window, "log_interval": log_interval,
                 "nodes": {n: list(s) for n, s in engine.nodes.shapes.items()}}
-        (self.dir / "meta.json").write_text(json.dumps(meta, indent=1))
+        write_atomic(self.dir / "meta.json", json.dumps(meta, indent=1))
         if resume_at is not None:
             self._truncate(resume_at)
-        self._usage = open(self.dir / "actions.csv", "a", newline="")
-        self._usage_csv = csv.writer(self._usage, lineterminator="\n")
-        if self._usage.tell() == 0:
-            self._usage_csv.writerow(["iteration", *self.names])
+        self._usage = AppendFile(self.dir / "actions.csv")
+        if self._usage.size() == 0:
+            self._usage.append(csv_lines([["iteration", *self.names]], "\n"))
 
     def _truncate(self, resume_at: int) -> None:
         """Drop what was recorded after the checkpoint at `resume_at` (left by a hard kill)."""
@@ -110,21 +109,19 @@ class TraceRecorder:
             "nodes_before": self._before,
             "nodes": {n: v[lane].flatten().tolist() for n, v in engine.nodes.values.items()},
         }
-        self._file.write(json.dumps(row, allow_nan=True) + "\n")
-        self._file.flush()
+        self._file.append(json.dumps(row, allow_nan=True) + "\n")
 
     def _open_window(self, start: int) -> None:
         if self._file is not None:
             self._file.close()
         self._window = start
-        self._file = open(self.dir / f"window_{start:010d}.jsonl", "a")
+        self._file = AppendFile(self.dir / f"window_{start:010d}.jsonl")
 
     def log_usage(self, iteration: int) -> None:
         """Write the action counts since the previous row and reset them."""
         if not self.cfg.enabled:
             return
-        self._usage_csv.writerow([iteration, *self.counts])
-        self._usage.flush()
+        self._usage.append(csv_lines([[iteration, *self.counts]], "\n"))
         self.counts = [0] * len(self.names)
 
     def state_dict(self) -> dict:

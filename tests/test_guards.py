@@ -94,6 +94,6 @@ def test_nonfinite_skip_drops_and_counts_the_updates(tmp_path, monkeypatch):
     summary = run(compose([*OVERRIDES, "nonfinite=skip"]), out, "config: test\n")
     assert summary["nonfinite_skipped"] == 10
     assert summary["iterations"] == 1500
-    state = torch.load(out / checkpoint.FILENAME, weights_only=False)["engine"]
+    state = torch.load(out / checkpoint.FILENAME, weights_only=True)["engine"]
     assert all(torch.isfinite(v).all() for v in state["pus"].values())
     assert all(torch.isfinite(v).all() for v in state["nodes"]["values"].values())

@@ -27,7 +27,7 @@ def run_to_end(tmp: Path, name: str, overrides: list) -> Path:
 
 
 def final_params(run_dir: Path) -> dict:
-    state = torch.load(run_dir / checkpoint.FILENAME, weights_only=False)["engine"]
+    state = torch.load(run_dir / checkpoint.FILENAME, weights_only=True)["engine"]
     return {**{f"pu.{k}": v for k, v in state["pus"].items()}, **{f"cu.{k}": v for k, v in state["cu"]["q"].items()},
             **{f"target.{k}": v for k, v in state["cu"]["target"].items()}}
 
@@ -84,7 +84,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, 
     assert stopped.value.exit_code == 128 + signal.SIGTERM
     monkeypatch.undo()
 
-    state = torch.load(cut / checkpoint.FILENAME, weights_only=False)
+    state = torch.load(cut / checkpoint.FILENAME, weights_only=True)
     assert state["engine"]["iteration"] == k
     env_state = next(iter(state["engine"]["envs"].values()))
     assert env_state["age"].item() > 0, "k must fall inside a task instance"

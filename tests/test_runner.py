@@ -56,7 +56,7 @@ def test_saved_pu_loads_back_as_pretrained(run_dir):
     from inet.cli import compose
     from inet.engine import Engine
 
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert ckpt["engine"]["iteration"] == 1500
     engine = Engine(compose([f"pus.pu1.pretrained={run_dir / 'pus' / 'pu1.pt'}", "pus.pu1.freeze=true"]))
     for k, v in engine.pus["pu1"].state_dict().items():

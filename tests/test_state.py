@@ -40,7 +40,7 @@ def test_restored_engine_continues_exactly(overrides):
     buf.seek(0)
     b = Engine(cfg)
     run(b, 13)  # diverge first, so that loading must overwrite everything
-    b.load_state_dict(torch.load(buf, weights_only=False))
+    b.load_state_dict(torch.load(buf, weights_only=True))
     assert len(b.tape) == len(a.tape) > 0
     assert run(a, 500) == run(b, 500)
     assert all(torch.equal(x, y) for x, y in zip(params(a), params(b)))
