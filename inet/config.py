@@ -121,12 +121,16 @@ class EnvConfig:
 
 @dataclass
 class CUConfig:
-    """The Control Unit: a DQN. Hyperparameter names follow Stable-Baselines3.
+    """The Control Unit: a learner, DQN by default. Hyperparameter names follow Stable-Baselines3; the
+    DQN family (DQN, QR-DQN) uses all of them, a user's learner those it needs plus `params`.
 
     All counts (learning_starts, train_freq, target_update_interval, buffer) are in
     lane-iterations, i.e. environment interactions summed over lanes.
     """
 
+    # the learner class (inet/cu/protocol.py): inet.cu.dqn.DQN, inet.cu.qr_dqn.QRDQN, or a user's own
+    _target_: str = "inet.cu.dqn.DQN"
+    params: Dict[str, Any] = field(default_factory=dict)  # the learner's own options (QR-DQN: n_quantiles, kappa)
     inputs: List[str] = field(default_factory=lambda: list(CU_INPUT_PARTS))
     history_length: int = 2
     hidden: List[int] = field(default_factory=lambda: [64, 64])

@@ -1,15 +1,15 @@
 """The Interaction Network: nodes, PUs, Environments, the CU and the tape, stepped in lockstep lanes.
 
 `Engine.step` is one iteration of the paper's Algorithm 1 for all B lanes:
-  1. the CU reads its input vector and picks an action per lane (epsilon-greedy,
-     or a script);
+  1. the CU (a learner behind the protocol of inet/cu/protocol.py) reads its input
+     vector and picks an action per lane (exploring, or a script);
   2. each chosen action runs once on the lanes that chose it: a PU run (recorded
-     on the tape) or an Environment action;
+     on the tape) or an Environment action (inet/rollout.py, shared with evaluation);
   3. Environments give feedback: rewards, `terminal` at task-instance ends, and
      node losses; new task instances start and write their inputs;
-  4. the transition goes to replay; node losses and the CU's TD gradient on the
-     CU-visible nodes are swept through the tape in one pass; the PUs take one
-     optimizer step; the CU trains on its schedule;
+  4. node losses and the CU's loss gradient on the CU-visible nodes are swept
+     through the tape in one pass; the PUs take one optimizer step; the learner
+     observes the transition (stores it and trains on its own schedule);
   5. the tape drops records no live value can reach;
   6. every `evaluation.interval` iterations, a greedy evaluation (inet/evaluation.py)
      that reads the PUs and the CU and changes no training state.
@@ -25,16 +25,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, RunConfig, validate
-from .cu import ControlUnit
-from .env import Environment, Step, lanes_by_action
+from .cu import ActInfo, Learner, Transition, build_learner
+from .env import Environment, Step
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .kpis import KPITracker
-from .nodes import ENV, Nodes, every_lane
+from .nodes import ENV, Nodes
 from .pretrain import pretrain
 from .pu_optim import PUOptimizer
-from .pus import build_pu, import_object, run_pu
+from .pus import build_pu, import_object
 from .rng import global_state, seed_everything, set_global_state
+from .rollout import Action, Rollout
 from .tape import Tape
 
 
@@ -63,7 +64,7 @@ class Engine:
         for name, ecfg in cfg.envs.items():
             cls = import_object(ecfg._target_, f"envs.{name}._target_")
             self.envs[name] = cls(name, ecfg, self.nodes, b, dev, gens[f"env:{name}"])
-        self.actions: List[tuple] = [(env, a) for env in self.envs.values() for a in env.actions]
+        self.actions: List[Action] = [(env.name, a) for env in self.envs.values() for a in env.actions]
         self.actions += [(None, n) for n in cfg.pus]
         self.action_names = [a for _, a in self.actions]
         dup = {a for a in self.action_names if self.action_names.count(a) > 1}
@@ -90,17 +91,18 @@ class Engine:
                 self.node_offset = offset
             offset += sizes[part]
         self.obs_dim = offset
-        self.cu = ControlUnit(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
+        self.cu: Learner = build_learner(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
 
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay)
         self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
+        self.rollout = Rollout(cfg.cu, self.pus, cfg.pus, self.actions)
 
         self.iteration = 0
-        self.history = torch.zeros(b, sizes["history"], device=dev)
-        self.meta = torch.zeros(b, 2, device=dev)
+        self.world = self.rollout.new_world(self.nodes, self.envs)
         self.kpis = KPITracker(b, cfg.kpi_window)
         self.evaluator = Evaluator(cfg.evaluation)
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
+        self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
         for env in self.envs.values():
             env.reset()
         self.obs, self.obs_writers = self._observe()
@@ -109,52 +111,32 @@ class Engine:
     def _callable(path: Optional[str], key: str):
         return import_object(path, key) if path else None
 
-    # -- observation --------------------------------------------------------------
+    # -- observation and actions -------------------------------------------------------
     def _observe(self) -> tuple:
         """The CU input vector [B, obs_dim], and the writers of the CU-visible node values in it."""
-        parts = {"history": lambda: self.history,
-                 "signals": lambda: torch.cat([e.signals() for e in self.envs.values()], 1),
-                 "nodes": self.nodes.cu_input,
-                 "meta": lambda: self.meta}
-        obs = torch.cat([parts[p]() for p in self.cfg.cu.inputs], 1)
         writers = {n: list(self.nodes.writers[n]) for n, _, _ in self.nodes.cu_views}
-        return obs, writers
+        return self.rollout.observe(self.world), writers
 
-    # -- actions ------------------------------------------------------------------
     def run_pu(self, name: str, lanes: List[int], written: Dict[str, List[int]]) -> None:
         """Run PU `name` on `lanes`, write its outputs and record the run on the tape."""
-        cfg = self.cfg.pus[name]
-        full = every_lane(lanes, self.lanes)
-        idx = None if full else torch.tensor(lanes, device=self.device)
-        inputs = [self.nodes.values[n] if full else self.nodes.values[n][idx] for n in cfg.inputs]
-        parents = [[w[lane] for lane in lanes] for w in (self.nodes.writers[n] for n in cfg.inputs)]
-        with torch.no_grad():
-            outs = run_pu(self.pus[name], inputs, len(lanes))
-        bad = [n for n, o in zip(cfg.outputs, outs) if not finite(o)]
-        if bad:
-            self._nonfinite(f"PU '{name}' wrote a non-finite value into node '{bad[0]}'")
-            return
-        rid = self.tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs)
-        for n, o in zip(cfg.outputs, outs):
-            self.nodes.write(n, lanes, o, rid)
-            written.setdefault(n, []).extend(lanes)
+        self.rollout.run_pu(self.nodes, name, lanes, written, self.tape, self._nonfinite)
 
     def _choose(self) -> tuple:
         """Actions [B], and meta flags: random?, argmax?"""
         if self.script is not None:
             actions = self.script(self.first_env).to(self.device)
             false = torch.zeros(self.lanes, dtype=torch.bool, device=self.device)
-            self.last_q, self.last_explore = None, false
+            self.last_info = ActInfo(None, false, actions)
             return actions, false, ~false
-        eps = self.cu.epsilon(self.iteration)
+        scale = None
         if self.cfg.cu.epsilon_by_task_length:  # paper 5.2.2.3: per-lane epsilon / expected task length
-            eps = eps / torch.as_tensor(self.first_env.expected_length(), device=self.device).clamp(min=1.0)
-        actions, explore, argmax, q = self.cu.act(self.obs, eps)
-        if not finite(q):
+            scale = torch.as_tensor(self.first_env.expected_length(), device=self.device).clamp(min=1.0)
+        actions, info = self.cu.act(self.obs, self.iteration, explore_scale=scale)
+        if info.values is not None and not finite(info.values):
             raise NonFiniteError(f"iteration {self.current}: the CU's Q-values are not finite "
                                  "(its weights or inputs are broken; this cannot be skipped)")
-        self.last_q, self.last_explore = q, explore  # read by the trace recorder (inet/trace.py)
-        return actions, explore, argmax
+        self.last_info = info
+        return actions, info.explored, actions == info.greedy
 
     # -- one iteration --------------------------------------------------------------
     def step(self) -> Step:
@@ -168,37 +150,24 @@ class Engine:
         taught = self.teacher(self.first_env).to(dev) if wheels else None
         if wheels and cfg.training_wheels.mode == "lead":  # the teacher takes the greedy action's place
             actions = torch.where(explore, actions, taught)
-            argmax = actions == self.last_q.argmax(1)
+            argmax = actions == self.last_info.greedy
 
-        step = Step(self.nodes, actions, {}, torch.zeros(b, device=dev), torch.zeros(b, dtype=torch.bool, device=dev))
-        for a, lanes in lanes_by_action(actions).items():
-            env, name = self.actions[a]
-            if env is None:
-                self.run_pu(name, lanes, step.written)
-            else:
-                env.act(name, torch.tensor(lanes, device=dev), step)
-        for env in self.envs.values():
-            env.feedback(step)
-
+        step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite)
         reward = step.reward
         if wheels and cfg.training_wheels.mode != "lead":
             follows = (actions == taught).float()
             tw = cfg.training_wheels
             reward = follows if tw.mode == "replace" else reward + follows * (1.0 - self.iteration / tw.iterations)
-        self.history = torch.cat([F.one_hot(actions, self.n_actions).float(), self.history[:, :-self.n_actions]], 1)
-        self.meta = torch.stack([explore.float(), argmax.float()], 1)
+        self.rollout.advance(self.world, actions, explore, argmax)
         next_obs, next_writers = self._observe()
-        terminal = step.terminal.float()
-        if self.script is None:
-            self.cu.remember(obs, actions, reward, next_obs, terminal)
+        transition = Transition(obs, actions, reward, next_obs, step.terminal.float())
 
         self._node_losses(step)
-        if self._cu_grad_active():
-            g = self.cu.obs_grad(obs, actions, reward, next_obs, terminal)
-            if finite(g):
-                self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
-            else:
-                self._nonfinite("the CU's TD gradient into the nodes is not finite")
+        g = self.cu.input_grad(transition, self.iteration) if self._cu_grad_active() else None
+        if g is not None and finite(g):
+            self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
+        elif g is not None:
+            self._nonfinite("the CU's TD gradient into the nodes is not finite")
         self.stats["tape_visited"] = self.tape.sweep(self.pus)
         if self.stats["tape_visited"]:
             problem = self.pu_optimizer.step()
@@ -207,7 +176,8 @@ class Engine:
 
         before, self.iteration = self.iteration, self.iteration + b
         if self.script is None:
-            self._train_cu(before, self.iteration)
+            for problem in self.cu.observe(transition, before, self.iteration):
+                self._nonfinite(problem)
         self.tape.prune(self.nodes.live_writers())
         self.obs, self.obs_writers = next_obs, next_writers
         self.kpis.update(self.iteration, step)
@@ -238,8 +208,6 @@ class Engine:
     def _cu_grad_active(self) -> bool:
         if not self.cfg.cu.grad_to_nodes or self.script is not None or "nodes" not in self.cfg.cu.inputs:
             return False
-        if self.iteration < self.cfg.cu.learning_starts:
-            return False
         return any(w != ENV for ws in self.obs_writers.values() for w in ws)
 
     def _cu_node_grads(self, g: torch.Tensor) -> None:
@@ -255,18 +223,6 @@ class Engine:
                 gv = F.pad(gv, (start, numel - stop))
             self.tape.add_grad(self.obs_writers[node], node, lanes, gv.reshape(self.lanes, *shape))
 
-    def _train_cu(self, before: int, after: int) -> None:
-        c = self.cfg.cu
-        if after < c.learning_starts or self.cu.replay.size < c.batch_size:
-            return
-        due = after // c.train_freq - before // c.train_freq
-        for _ in range(due * c.gradient_steps):
-            problem = self.cu.train_step()
-            if problem:
-                self._nonfinite(problem)
-        if after // c.target_update_interval != before // c.target_update_interval:
-            self.cu.update_target()
-
     def _nonfinite(self, what: str) -> None:
         """A non-finite value was caught (and its update not applied): stop, or count it (nonfinite=skip)."""
         if self.cfg.nonfinite == "raise":
@@ -277,13 +233,10 @@ class Engine:
     def metrics(self) -> Dict[str, float]:
         """KPIs and training diagnostics at the current iteration."""
         out = self.kpis.snapshot()
+        out.update(self.cu.metrics())
         out.update({
-            "epsilon": self.cu.epsilon(self.iteration),
-            "td_loss": float(self.cu.last_loss),
             "pu_loss": float(self.stats["pu_loss"]),
             "tape_records": len(self.tape),
-            "cu_updates": self.cu.updates,
-            "replay_ratio": self.cfg.cu.gradient_steps / self.cfg.cu.train_freq,
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
         })
@@ -315,8 +268,8 @@ class Engine:
             "cu": self.cu.state_dict(),
             "tape": self.tape.state_dict(),
             "envs": {n: e.state_dict() for n, e in self.envs.items()},
-            "history": self.history.clone(),
-            "meta": self.meta.clone(),
+            "history": self.world.history.clone(),
+            "meta": self.world.meta.clone(),
             "obs": self.obs.clone(),
             "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
             "kpis": self.kpis.state_dict(),
@@ -334,8 +287,8 @@ class Engine:
         self.tape.load_state_dict(state["tape"])
         for n, e in self.envs.items():
             e.load_state_dict(state["envs"][n])
-        self.history = state["history"].clone()
-        self.meta = state["meta"].clone()
+        self.world.history = state["history"].clone()
+        self.world.meta = state["meta"].clone()
         self.obs = state["obs"].clone()
         self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
         self.kpis.load_state_dict(state["kpis"])

@@ -2,8 +2,8 @@
 
 Every `evaluation.interval` lane-iterations, the CU acts greedily (no exploration,
 no learning) on `evaluation.instances` fresh task instances at each length in
-`evaluation.lengths`, run side by side as lanes of a throw-away copy of the
-Environment and the nodes. The training state is not touched: PUs and the
+`evaluation.lengths`, run side by side as lanes of a throw-away world (a copy of the
+Environment and the nodes), stepped by the same rollout as training (inet/rollout.py). The training state is not touched: PUs and the
 Q-network are only read (under no_grad), nothing is recorded on the tape or put
 in replay, and the task instances come from a generator of the evaluation's own,
 seeded from the run's seed, the iteration and the length, so evaluating never
@@ -15,12 +15,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Dict
 
 import torch
-import torch.nn.functional as F
 
 from .config import EvaluationConfig
-from .env import Step, lanes_by_action
 from .nodes import Nodes
-from .pus import run_pu
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -43,9 +40,7 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
     env = type(engine.first_env)(name, ecfg, nodes, instances, dev, generator)
     env.bind(engine.action_index)
     env.reset()
-    n_actions = engine.n_actions
-    history = torch.zeros(instances, cfg.cu.history_length * n_actions, device=dev)
-    meta = torch.tensor([[0.0, 1.0]], device=dev).expand(instances, 2)
+    world = engine.rollout.new_world(nodes, {name: env}, greedy=True)
     done = torch.zeros(instances, dtype=torch.bool, device=dev)
     solved = torch.zeros(instances, dtype=torch.bool, device=dev)
     limit = int(torch.as_tensor(env.budget()).max().item()) + 1
@@ -53,31 +48,15 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
         if engine.script is not None:
             actions = engine.script(env).to(dev)
         else:
-            parts = {"history": history, "signals": env.signals(), "meta": meta}
-            if "nodes" in cfg.cu.inputs:
-                parts["nodes"] = nodes.cu_input()
-            actions = engine.cu.q(torch.cat([parts[p] for p in cfg.cu.inputs], 1)).argmax(1)
-        step = Step(nodes, actions, {}, torch.zeros(instances, device=dev),
-                    torch.zeros(instances, dtype=torch.bool, device=dev))
-        for a, lanes in lanes_by_action(actions).items():
-            owner, action = engine.actions[a]
-            if owner is None:
-                pu_cfg = cfg.pus[action]
-                idx = torch.tensor(lanes, device=dev)
-                outs = run_pu(engine.pus[action], [nodes.values[n][idx] for n in pu_cfg.inputs], len(lanes))
-                for n, o in zip(pu_cfg.outputs, outs):
-                    nodes.write(n, lanes, o)
-                    step.written.setdefault(n, []).extend(lanes)
-            else:
-                env.act(action, torch.tensor(lanes, device=dev), step)
-        env.feedback(step)
+            actions, _ = engine.cu.act(engine.rollout.observe(world), engine.iteration, greedy=True)
+        step = engine.rollout.apply(world, actions)
         for end in step.ended:
             first = ~done[end.lanes]
             solved[end.lanes[first]] = end.success[first]
             done[end.lanes] = True
         if done.all():
             break
-        history = torch.cat([F.one_hot(actions, n_actions).float(), history[:, :-n_actions]], 1)
+        engine.rollout.advance(world, actions, explored=torch.zeros_like(done), argmax=torch.ones_like(done))
     return solved.float().mean().item()
 
 

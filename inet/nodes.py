@@ -39,6 +39,7 @@ class Nodes:
 
     def __init__(self, specs: Dict[str, NodeConfig], lanes: int, device: torch.device):
         self.lanes = lanes
+        self.device = device
         self.shapes: Dict[str, tuple] = {n: tuple(s.shape) for n, s in specs.items()}
         self.values: Dict[str, torch.Tensor] = {
             n: torch.zeros(lanes, *shape, device=device) for n, shape in self.shapes.items()

@@ -29,8 +29,7 @@ TRACE_DIR = "trace"
 
 def action_kinds(engine: Engine) -> List[dict]:
     """Per action: its name, `env` or `pu`, and the Environment's name for env actions."""
-    return [{"name": name, "kind": "pu" if env is None else "env", "env": None if env is None else env.name}
-            for env, name in engine.actions]
+    return [{"name": name, "kind": "pu" if env is None else "env", "env": env} for env, name in engine.actions]
 
 
 class TraceRecorder:
@@ -94,18 +93,18 @@ class TraceRecorder:
             self._open_window(start)
         lane = self.cfg.lane
         a = int(step.actions[lane])
-        q = engine.last_q
+        info, learner = engine.last_info, engine.cu.metrics()
         row = {
             "iteration": engine.iteration,
             "action": a,
             "action_name": self.names[a],
-            "random": bool(engine.last_explore[lane]),
-            "q": None if q is None else [float(x) for x in q[lane].tolist()],
+            "random": bool(info.explored[lane]),
+            "q": None if info.values is None else [float(x) for x in info.values[lane].tolist()],
             "reward": float(step.reward[lane]),
             "terminal": bool(step.terminal[lane]),
-            "td_loss": float(engine.cu.last_loss),
+            "td_loss": float(learner.get("td_loss", float("nan"))),
             "pu_loss": float(engine.stats["pu_loss"]),
-            "epsilon": float(engine.cu.epsilon(before)),
+            "epsilon": float(info.epsilon),
             "nodes_before": self._before,
             "nodes": {n: v[lane].flatten().tolist() for n, v in engine.nodes.values.items()},
         }

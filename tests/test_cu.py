@@ -3,22 +3,22 @@ import pytest
 import torch
 
 from inet.config import CUConfig
-from inet.cu import ControlUnit
+from inet.cu.dqn import DQN
 
 
-def cu(n_step: int, gamma: float = 0.5) -> ControlUnit:
+def cu(n_step: int, gamma: float = 0.5) -> DQN:
     cfg = CUConfig(n_step=n_step, gamma=gamma, buffer_size=16)
-    return ControlUnit(cfg, obs_dim=1, n_actions=2, total_iterations=100, device=torch.device("cpu"),
+    return DQN(cfg, obs_dim=1, n_actions=2, total_iterations=100, device=torch.device("cpu"),
                        generator=torch.Generator().manual_seed(0))
 
 
-def remember(unit: ControlUnit, t: int, rewards, terminal) -> None:
+def remember(unit: DQN, t: int, rewards, terminal) -> None:
     """One iteration for two lanes: obs = t, action = t % 2."""
     unit.remember(torch.full((2, 1), float(t)), torch.full((2,), t % 2), torch.tensor(rewards),
                   torch.full((2, 1), float(t + 1)), torch.tensor(terminal))
 
 
-def stored(unit: ControlUnit) -> list:
+def stored(unit: DQN) -> list:
     r = unit.replay
     return [(r.obs[i].item(), r.actions[i].item(), r.rewards[i].item(), r.next_obs[i].item(), r.discount[i].item())
             for i in range(r.size)]

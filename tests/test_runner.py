@@ -118,7 +118,7 @@ def test_lead_training_wheels_take_the_teachers_action_unless_exploring():
     while engine.iteration < cfg.iterations:
         it, taught = engine.iteration, teacher(engine.first_env).clone()
         step = engine.step()
-        random = engine.last_explore
+        random = engine.last_info.explored
         stored = engine.cu.replay.rewards[(engine.cu.replay.cursor - 4 + torch.arange(4)) % cfg.cu.buffer_size]
         assert torch.equal(stored, step.reward)
         if it < 200:

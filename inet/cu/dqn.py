@@ -1,22 +1,24 @@
-"""The Control Unit: a DQN that picks one action per lane per iteration.
+"""The default Control Unit: a DQN that picks one action per lane per iteration (the learner protocol).
 
 Vanilla DQN (replay, target network, Huber loss, Adam) with the `double`,
-`dueling` and `n_step` options, an epsilon-greedy linear schedule, and `obs_grad`: the TD
-loss of the current transition differentiated with respect to the CU's input,
-which the engine hands to the tape so that PUs writing CU-visible nodes learn
-from the CU (DESIGN.md section 3).
+`dueling` and `n_step` options, an epsilon-greedy linear schedule, and
+`input_grad`: the TD loss of the current transition differentiated with respect to
+the CU's input, which the engine hands to the tape so that PUs writing CU-visible
+nodes learn from the CU (DESIGN.md section 3). Subclasses change the network and
+the loss (`inet/cu/qr_dqn.py`); the schedule, replay and n-step returns stay here.
 """
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CUConfig
-from .guards import finite
+from ..config import CUConfig
+from ..guards import finite
+from .protocol import ActInfo, Transition
 from .replay import ReplayBuffer
 
 
@@ -41,7 +43,7 @@ class QNetwork(nn.Module):
         return self.value(h) + adv - adv.mean(1, keepdim=True)
 
 
-class ControlUnit:
+class DQN:
     """Q-network, target network, optimizer, replay and exploration schedule."""
 
     def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
@@ -50,12 +52,13 @@ class ControlUnit:
         self.n_actions = n_actions
         self.total_iterations = total_iterations
         self.gen = generator
-        self.q = QNetwork(obs_dim, n_actions, cfg.hidden, cfg.dueling).to(device)
+        self.q = self.network(obs_dim, n_actions).to(device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
         self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
         self.steps = 0  # iterations remembered
+        self.iteration = 0  # lane-iterations observed (for the epsilon in `metrics`)
         self.updates = 0
         self.last_loss = float("nan")
 
@@ -66,16 +69,57 @@ class ControlUnit:
         progress = 1.0 if span <= 0 else min(1.0, iteration / span)
         return c.exploration_initial_eps + progress * (c.exploration_final_eps - c.exploration_initial_eps)
 
+    def network(self, obs_dim: int, n_actions: int) -> nn.Module:
+        """The online network; the target network is a copy of it."""
+        return QNetwork(obs_dim, n_actions, self.cfg.hidden, self.cfg.dueling)
+
+    def evaluate(self, obs: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The online network's action values [B, n_actions] at `obs`, and return quantiles if it has them."""
+        return self.q(obs), None
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Epsilon-greedy actions [B]; also whether each was random and whether it was the argmax."""
-        q = self.q(obs)
-        greedy = q.argmax(1)
+    def act(self, obs: torch.Tensor, iteration: int, greedy: bool = False,
+            explore_scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ActInfo]:
+        """Epsilon-greedy actions [B] (the greedy ones with `greedy`); epsilon is divided by `explore_scale`."""
+        q, quantiles = self.evaluate(obs)
+        best = q.argmax(1)
         b = obs.shape[0]
-        explore = torch.rand(b, generator=self.gen, device=self.gen.device).to(obs.device) < eps
+        if greedy:
+            return best, ActInfo(q, torch.zeros(b, dtype=torch.bool, device=obs.device), best, 0.0, quantiles)
+        eps = self.epsilon(iteration)
+        scaled = eps if explore_scale is None else eps / explore_scale
+        explore = torch.rand(b, generator=self.gen, device=self.gen.device).to(obs.device) < scaled
         random_actions = torch.randint(self.n_actions, (b,), generator=self.gen, device=self.gen.device).to(obs.device)
-        actions = torch.where(explore, random_actions, greedy)
-        return actions, explore, actions == greedy, q
+        actions = torch.where(explore, random_actions, best)
+        return actions, ActInfo(q, explore, best, eps, quantiles)
+
+    def observe(self, t: Transition, before: int, after: int) -> List[str]:
+        """Remember the transitions; from `learning_starts` on, `gradient_steps` updates every `train_freq`
+        lane-iterations and a target update every `target_update_interval`."""
+        self.remember(t.obs, t.actions, t.reward, t.next_obs, t.terminal)
+        self.iteration = after
+        c = self.cfg
+        if after < c.learning_starts or self.replay.size < c.batch_size:
+            return []
+        due = after // c.train_freq - before // c.train_freq
+        problems = [p for p in (self.train_step() for _ in range(due * c.gradient_steps)) if p]
+        if after // c.target_update_interval != before // c.target_update_interval:
+            self.update_target()
+        return problems
+
+    def input_grad(self, t: Transition, iteration: int) -> Optional[torch.Tensor]:
+        """d(TD loss of the current transitions, mean over lanes)/d(obs), from `learning_starts` on."""
+        if iteration < self.cfg.learning_starts:
+            return None
+        x = t.obs.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = self._td_loss(x, t.actions, t.reward, t.next_obs, self.cfg.gamma * (1.0 - t.terminal))
+            (g,) = torch.autograd.grad(loss, x)
+        return g
+
+    def metrics(self) -> Dict[str, float]:
+        return {"epsilon": self.epsilon(self.iteration), "td_loss": float(self.last_loss), "cu_updates": self.updates,
+                "replay_ratio": self.cfg.gradient_steps / self.cfg.train_freq}
 
     @torch.no_grad()
     def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
@@ -141,20 +185,11 @@ class ControlUnit:
             tp, qp = list(self.target.parameters()), list(self.q.parameters())
             torch._foreach_lerp_(tp, qp, self.cfg.tau)
 
-    def obs_grad(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                 next_obs: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
-        """d(TD loss of the current transitions, mean over lanes)/d(obs): the CU's gradient into nodes."""
-        x = obs.detach().requires_grad_()
-        with torch.enable_grad():
-            loss = self._td_loss(x, actions, rewards, next_obs, self.cfg.gamma * (1.0 - terminal))
-            (g,) = torch.autograd.grad(loss, x)
-        return g
-
     def state_dict(self) -> dict:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
                 "pending": None if self.pending is None else {k: v.clone() for k, v in self.pending.items()},
-                "steps": self.steps, "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
+                "steps": self.steps, "iteration": self.iteration, "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.q.load_state_dict(state["q"])
@@ -162,7 +197,7 @@ class ControlUnit:
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay.load_state_dict(state["replay"])
         self.pending = None if state["pending"] is None else {k: v.clone() for k, v in state["pending"].items()}
-        self.steps = state["steps"]
+        self.steps, self.iteration = state["steps"], state["iteration"]
         self.updates = state["updates"]
         self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])

@@ -1,0 +1,4 @@
+"""Control Unit learners and their replay: the protocol (protocol.py), DQN (dqn.py), QR-DQN (qr_dqn.py)."""
+from .protocol import ActInfo, Learner, Transition, build_learner, learner_class
+
+__all__ = ["ActInfo", "Learner", "Transition", "build_learner", "learner_class"]

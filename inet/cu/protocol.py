@@ -1,0 +1,88 @@
+"""The learner protocol: what the engine, the evaluation, the trace and the checkpoint ask of a CU.
+
+A learner is constructed as `cls(cfg: CUConfig, obs_dim, n_actions, total_iterations,
+device, generator)` and provides:
+- `act(obs, iteration, greedy, explore_scale)` -> (actions [B], ActInfo): greedy, or
+  exploring on the learner's own schedule (`explore_scale` [B] divides the exploration
+  rate per lane, paper 5.2.2.3);
+- `observe(transition, before, after)` -> problems: store one iteration's transitions
+  and train on the learner's own schedule (`before`/`after` are the lane-iteration
+  counts around it); returns a description of each update skipped for a NaN or inf;
+- `input_grad(transition, iteration)` -> d(loss)/d(obs) [B, obs_dim] of the current
+  transitions, or None when the learner has none yet (the CU's gradient into nodes);
+- `metrics()` -> {name: float} (diagnostics logged each interval);
+- `state_dict()` / `load_state_dict(state)`: everything needed to resume exactly, as
+  tensors and plain containers (checkpoints load with weights_only).
+DQN (`inet/cu/dqn.py`) and QR-DQN (`inet/cu/qr_dqn.py`) implement it; `cu._target_`
+names any class that does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Protocol, Tuple, runtime_checkable
+
+import torch
+
+from ..config import ConfigError, CUConfig
+from ..pus import import_object
+
+METHODS = ("act", "observe", "input_grad", "metrics", "state_dict", "load_state_dict")
+
+
+@dataclass
+class ActInfo:
+    """What a learner reports about the actions it chose (read by the trace, the teacher and the viewer)."""
+
+    values: Optional[torch.Tensor]  # [B, n_actions] the action values the choice was based on (Q-values)
+    explored: torch.Tensor  # [B] bool: the action was an exploration draw
+    greedy: torch.Tensor  # [B] long: the greedy action
+    epsilon: float = 0.0  # the exploration rate used (before any per-lane scaling)
+    quantiles: Optional[torch.Tensor] = None  # [B, n_actions, N] return quantiles (distributional learners)
+
+
+@dataclass
+class Transition:
+    """One iteration of every lane: the TD target is reward + discount * V(next_obs), cut where terminal."""
+
+    obs: torch.Tensor  # [B, obs_dim]
+    actions: torch.Tensor  # [B] long
+    reward: torch.Tensor  # [B]
+    next_obs: torch.Tensor  # [B, obs_dim]
+    terminal: torch.Tensor  # [B] float: 1 where a task instance ended
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """The CU as the engine sees it (see the module docstring)."""
+
+    def act(self, obs: torch.Tensor, iteration: int, greedy: bool = False,
+            explore_scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ActInfo]: ...
+
+    def observe(self, transition: Transition, before: int, after: int) -> List[str]: ...
+
+    def input_grad(self, transition: Transition, iteration: int) -> Optional[torch.Tensor]: ...
+
+    def metrics(self) -> Dict[str, float]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def learner_class(cfg: CUConfig) -> type:
+    """The class `cu._target_` names, checked to provide every protocol method (ConfigError names what lacks)."""
+    cls = import_object(cfg._target_, "cu._target_")
+    name = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)}"
+    if not isinstance(cls, type):
+        raise ConfigError(f"cu._target_: {cfg._target_} is not a class; name a learner class (inet/cu/protocol.py)")
+    for method in METHODS:
+        if not callable(getattr(cls, method, None)):
+            raise ConfigError(f"cu._target_: {name} has no method '{method}', which the learner protocol needs "
+                              f"(inet/cu/protocol.py: {', '.join(METHODS)})")
+    return cls
+
+
+def build_learner(cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int, device: torch.device,
+                  generator: torch.Generator) -> Learner:
+    """Construct the configured learner."""
+    return learner_class(cfg)(cfg, obs_dim, n_actions, total_iterations, device, generator)
