@@ -36,10 +36,23 @@ def test_guard_damps_a_spike_to_k_times_the_running_norm_and_only_the_spike():
 
 
 def test_clip_applies_per_pu_and_without_guard_nothing_is_counted():
+    """At Adam's step, a (norm 2) is clipped to norm 0.5 in its own direction and b (norm 0.1) is bitwise unchanged."""
     pus, opt = make(clip_grad_norm=0.5)
     set_grad(pus["a"], 2.0)
     set_grad(pus["b"], 0.1)
-    opt.step()  # clips a to 0.5, leaves b, steps, clears gradients
+    a_set, b_set = pus["a"].weight.grad.clone(), pus["b"].weight.grad.clone()
+    seen = {}
+    adam_step = opt.adam.step
+
+    def spy(*args, **kwargs):
+        seen.update({n: pu.weight.grad.clone() for n, pu in pus.items()})
+        return adam_step(*args, **kwargs)
+
+    opt.adam.step = spy
+    opt.step()
+    assert abs(torch.linalg.vector_norm(seen["a"]).item() - 0.5) < 1e-6
+    torch.testing.assert_close(seen["a"], a_set * 0.25, rtol=1e-6, atol=0)
+    assert torch.equal(seen["b"], b_set)
     assert opt.guarded == 0 and not opt.grad_ema
     assert pus["a"].weight.grad is None and pus["b"].weight.grad is None
 

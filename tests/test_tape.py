@@ -71,10 +71,17 @@ def test_tape_gradients_equal_autograd_through_the_chain():
 
 
 def test_gradient_passes_through_mover_and_frozen_pu():
+    """p1 -> mover (an identity copy) -> frozen p3: p1's gradients equal autograd through the three; p3 gets none."""
     engine = chain_engine(3, kinds=("mlp", "mover", "mlp"))
     engine.pus["p3"].requires_grad_(False)
+    ref = copy.deepcopy(engine.pus)
+    a = engine.nodes.values["a"].clone()
     run_chain(engine)
-    assert all(p.grad is not None for p in engine.pus["p1"].parameters())
+    b = ref["p1"](a)[0]
+    ref["p3"](b.clone())[0].sum().backward()
+    for p, q in zip(engine.pus["p1"].parameters(), ref["p1"].parameters()):
+        assert q.grad.abs().sum() > 0
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-8)
     assert all(p.grad is None for p in engine.pus["p3"].parameters())
 
 
