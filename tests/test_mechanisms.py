@@ -16,7 +16,7 @@ import torch
 
 from inet.cli import compose
 from inet.config import ConfigError, CUConfig, EnvConfig, NodeConfig, PUConfig, RunConfig, TapeConfig, validate
-from inet.cu import ControlUnit
+from inet.cu.dqn import DQN
 from inet.engine import Engine
 
 SCRIPTED = dict(script="inet.tasks.regression.teacher", inputs=["history"])  # no DQN learns
@@ -125,7 +125,7 @@ def test_hard_target_update_copies_the_online_net_at_each_interval_boundary_only
 
 def test_soft_target_update_moves_tau_of_the_way_to_the_online_net():
     """tau < 1: target <- target + tau * (online - target), parameter by parameter."""
-    unit = ControlUnit(CUConfig(tau=0.3, hidden=[5, 4]), obs_dim=3, n_actions=2, total_iterations=10,
+    unit = DQN(CUConfig(tau=0.3, hidden=[5, 4]), obs_dim=3, n_actions=2, total_iterations=10,
                        device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for p in unit.q.parameters():
@@ -153,8 +153,8 @@ def set_q(net: torch.nn.Module, head: list) -> None:
         net.head.bias.zero_()
 
 
-def hand_cu(double=False, **cfg) -> ControlUnit:
-    unit = ControlUnit(CUConfig(hidden=[2], double=double, **cfg), obs_dim=2, n_actions=3, total_iterations=100,
+def hand_cu(double=False, **cfg) -> DQN:
+    unit = DQN(CUConfig(hidden=[2], double=double, **cfg), obs_dim=2, n_actions=3, total_iterations=100,
                        device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     set_q(unit.q, ONLINE)
     set_q(unit.target, TARGET)
