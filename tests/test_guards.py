@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inet import checkpoint
-from inet import engine as engine_module
+from inet import rollout as rollout_module
 from inet.cli import compose
 from inet.engine import Engine
 from inet.env import Step
@@ -36,8 +36,8 @@ class Injector:
 
 
 def nan_pu_output(monkeypatch, inj):
-    original = engine_module.run_pu
-    monkeypatch.setattr(engine_module, "run_pu",
+    original = rollout_module.run_pu
+    monkeypatch.setattr(rollout_module, "run_pu",
                         lambda pu, inputs, n: [o * math.nan if inj.on else o for o in original(pu, inputs, n)])
 
 
