@@ -29,6 +29,7 @@ from .cu import ActInfo, Learner, Transition, build_learner
 from .env import Environment, Step
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
+from .kpi_registry import DIAGNOSTICS, KPI, declared_kpis, learner_kpis, qualified, qualified_name, summarise
 from .kpis import KPITracker
 from .nodes import ENV, Nodes
 from .pretrain import pretrain
@@ -230,8 +231,17 @@ class Engine:
         self.stats["nonfinite_skipped"] += 1
 
     # -- reporting and state --------------------------------------------------------
+    def declared_kpis(self) -> List[KPI]:
+        """The KPIs this run's Environments declare, named by `kpi_registry.qualified` (DESIGN.md section 11)."""
+        n = len(self.envs)
+        return [qualified(name, k, n) for name, env in self.envs.items() for k in declared_kpis(env, self.cfg)]
+
+    def diagnostics(self) -> List[KPI]:
+        """How training goes: the learner's metrics, then the engine's own (inet/kpi_registry.py)."""
+        return [*learner_kpis(self.cu), *DIAGNOSTICS]
+
     def metrics(self) -> Dict[str, float]:
-        """KPIs and training diagnostics at the current iteration."""
+        """KPIs and training diagnostics at the current iteration (nan: a declared KPI not measured yet)."""
         out = self.kpis.snapshot()
         out.update(self.cu.metrics())
         out.update({
@@ -240,24 +250,24 @@ class Engine:
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
         })
-        for env in self.envs.values():
-            out.update(env.metrics())
+        for name, env in self.envs.items():
+            out.update({qualified_name(name, k, len(self.envs)): v for k, v in env.metrics().items()})
         if self.cfg.evaluation.interval:
-            out.update(self.evaluator.metrics(out.get("max_length_reached", float("inf"))))
+            out.update(self.evaluator.metrics(self.first_env.max_trained_length()))
+        for k in self.declared_kpis():
+            if k.curve:
+                out.setdefault(k.name, float("nan"))
         return out
 
     def task_summary(self) -> Dict[str, object]:
-        """The tasks' own final KPIs and the last evaluation, for summary.json (DESIGN.md section 7)."""
-        out: Dict[str, object] = {}
-        for env in self.envs.values():
-            out.update(env.metrics())
+        """Every declared KPI's value for summary.json (`kpi_registry.summarise`; DESIGN.md section 7)."""
+        end = self.kpis.at_end()
         if self.cfg.evaluation.interval:
             ev = self.evaluator
-            out.update({"max_length_reliable": ev.max_length_reliable, "best_max_length_reliable": ev.best_reliable,
-                        "max_length_reliable_prefix": ev.max_length_reliable_prefix,
-                        "evaluated_at": ev.evaluated_at, "eval_success_by_length": dict(ev.results),
-                        "extrapolation": ev.extrapolation(out.get("max_length_reached", float("inf")))})
-        return out
+            end.update({"best_max_length_reliable": ev.best_reliable, "evaluated_at": ev.evaluated_at,
+                        "eval_success_by_length": dict(ev.results),
+                        "extrapolation": ev.extrapolation(self.first_env.max_trained_length())})
+        return summarise(self.declared_kpis(), self.metrics(), end)
 
     def state_dict(self) -> dict:
         return {

@@ -8,16 +8,31 @@ timeout and its penalty, the per-iteration cost, the `terminal` flag that cuts T
 bootstrapping, the signals `new_instance` and `age` (age / budget), and task-end records
 for the KPIs. A task instance ends only through `finish`, `fail` or the timeout;
 the next one starts at once in that lane (the IN never stops).
+
+KPIs (inet/kpi_registry.py): the base class declares those every task has in
+`kpis`; a subclass adds its own in its own `kpis` (values from `metrics()`, or
+per task instance through `finish(..., extras)`), and those that depend on the
+configuration in `config_kpis(run)`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 import torch
 
 from .config import ConfigError, EnvConfig
+from .kpi_registry import KPI, MAIN_TABLE, Panel
 from .nodes import Nodes, every_lane
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+KPI_FIGURE = "kpis"  # plots/kpis.png: the KPIs every task has, and a task's own beside them
+TASK_SUCCESS_PANEL = Panel(KPI_FIGURE, "task success")
+ITERATIONS_TO_CONVERGE = KPI(
+    "iterations_to_converge", "first iteration after which task_success >= 0.95 over a full window and stays "
+    "there to the end (null: never)", better="lower", integer=True, summary="end", table=MAIN_TABLE)
 
 
 @dataclass
@@ -69,6 +84,17 @@ class Environment:
 
     actions: Tuple[str, ...] = ()
     task_signals: Tuple[str, ...] = ()  # names of the signals a subclass appends (extra_signals)
+    # The KPIs of every task (values: inet/kpis.py); a subclass's `kpis` adds its own to these.
+    kpis: Tuple[KPI, ...] = (
+        KPI("task_success", "fraction of the last kpi_window task instances solved", better="higher", rate=True,
+            plot=TASK_SUCCESS_PANEL, table=MAIN_TABLE),
+        KPI("reward_per_iteration", "mean CU reward over the last kpi_window iterations", better="higher",
+            plot=Panel(KPI_FIGURE, "reward per iteration"), table=MAIN_TABLE),
+        KPI("reward_per_task", "mean total reward of the submitted task instances among the last kpi_window",
+            better="higher", plot=Panel(KPI_FIGURE, "reward per task instance"), table=MAIN_TABLE),
+        ITERATIONS_TO_CONVERGE,
+        KPI("tasks", "task instances ended so far", integer=True, tag_group="rollout"),
+    )
 
     def __init__(self, name: str, cfg: EnvConfig, nodes: Nodes, lanes: int, device: torch.device,
                  generator: torch.Generator):
@@ -124,8 +150,17 @@ class Environment:
         """Called with the lanes whose task instance just ended (in lane order), before new ones start."""
 
     def metrics(self) -> Dict[str, float]:
-        """The task's own KPIs (e.g. a curriculum's state)."""
+        """Values of the task's own KPIs (those it declares in `kpis`), e.g. a curriculum's state."""
         return {}
+
+    def config_kpis(self, run: "RunConfig") -> Tuple[KPI, ...]:
+        """KPIs that exist only in some configurations (declared beside the class's `kpis`)."""
+        return ()
+
+    def max_trained_length(self) -> float:
+        """The longest task length trained on so far (inf: the task has no lengths); evaluation
+        counts longer evaluated lengths as extrapolation."""
+        return float("inf")
 
     # -- shared machinery ---------------------------------------------------------
     def require_scalar_io(self, inputs: int, outputs: int, usage: str) -> None:

@@ -1,4 +1,5 @@
-"""KPI windows (DESIGN.md section 7): rolling means over iterations and over task instances."""
+"""KPI windows (DESIGN.md section 7): the values of the KPIs every task has (declared in inet/env.py),
+rolling means over iterations and over task instances."""
 from __future__ import annotations
 
 from collections import deque
@@ -79,6 +80,10 @@ class KPITracker:
         }
         out.update({k: r.mean for k, r in self.extras.items()})
         return out
+
+    def at_end(self) -> Dict[str, object]:
+        """The values only the end of a run has (summary "end" KPIs)."""
+        return {"iterations_to_converge": self.converged_at}
 
     def state_dict(self) -> dict:
         return {"reward": self.reward.state_dict(), "success": self.success.state_dict(),

@@ -4,81 +4,54 @@ from __future__ import annotations
 import csv
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from .files import AppendFile, OutputWriteError, csv_lines, write_atomic
+from .kpi_registry import KPI, panels
 
-# metric -> TensorBoard tag; every tag lives under one of a few stable prefixes.
-TAGS = {
-    "reward_per_iteration": "charts/reward_per_iteration",
-    "reward_per_task": "charts/reward_per_task",
-    "task_success": "charts/task_success",
-    "optimal_route_rate": "charts/optimal_route_rate",
-    "correct_pu_rate": "charts/correct_pu_rate",
-    "td_loss": "losses/td_loss",
-    "pu_loss": "losses/pu_loss",
-    "epsilon": "rollout/epsilon",
-    "tasks": "rollout/tasks",
-    "tape_records": "rollout/tape_records",
-    "cu_updates": "rollout/cu_updates",
-    "replay_ratio": "rollout/replay_ratio",
-    "guarded_updates": "rollout/guarded_updates",
-    "nonfinite_skipped": "rollout/nonfinite_skipped",
-    "iterations_per_second": "time/iterations_per_second",
-    "curriculum_length": "charts/curriculum_length",
-    "max_length_reached": "charts/max_length_reached",
-    "max_length_reliable": "eval/max_length_reliable",
-    "max_length_reliable_prefix": "eval/max_length_reliable_prefix",
-    "eval_extrapolation_success": "eval/extrapolation_success",
-}
-
-# Final KPIs shown as metrics in TensorBoard's HParams tab (tags of this run's own scalars).
-HPARAM_METRICS = ("charts/task_success", "charts/reward_per_iteration", "charts/reward_per_task",
-                  "charts/optimal_route_rate", "charts/iterations_to_converge")
-
-# The custom-scalars dashboard of every run: related curves on one chart.
-LAYOUT = {
-    "KPIs": {
-        "task success and route": ["Multiline", ["charts/task_success", "charts/optimal_route_rate",
-                                                 "charts/correct_pu_rate"]],
-        "reward": ["Multiline", ["charts/reward_per_iteration", "charts/reward_per_task"]],
-    },
-    "Learning": {
-        "losses": ["Multiline", ["losses/td_loss", "losses/pu_loss"]],
-        "exploration": ["Multiline", ["rollout/epsilon"]],
-        "tape and guards": ["Multiline", ["rollout/tape_records", "rollout/guarded_updates",
-                                          "rollout/nonfinite_skipped"]],
-    },
-}
+KPI_CATEGORY, LEARNING_CATEGORY = "KPIs", "Learning"  # the custom-scalars categories: task KPIs, diagnostics
 
 
-def tag(metric: str) -> str:
-    """The TensorBoard tag of a metric: `eval_success_L8` -> `eval/success_L8`, unknown ones under `charts/`."""
-    if metric in TAGS:
-        return TAGS[metric]
-    return f"eval/{metric[5:]}" if metric.startswith("eval_") else f"charts/{metric}"
+def layout(kpis: Sequence[KPI], diagnostics: Sequence[KPI]) -> Dict[str, Dict[str, list]]:
+    """The custom-scalars dashboard: one chart per plot panel, task KPIs and diagnostics in a category each."""
+    out: Dict[str, Dict[str, list]] = {}
+    for category, group in ((KPI_CATEGORY, kpis), (LEARNING_CATEGORY, diagnostics)):
+        charts = {p.title: ["Multiline", [k.tag for k in ks if k.tag]]
+                  for by_panel in panels(group).values() for p, ks in by_panel.items()}
+        if charts:
+            out[category] = charts
+    return out
+
+
+def hparam_metrics(kpis: Sequence[KPI]) -> List[str]:
+    """The tags shown as HParams metrics: final KPIs (in summary.json) with a better direction."""
+    return [k.tag for k in kpis if k.tag and k.summary and k.better]
 
 
 class RunLogger:
     """Writes each metrics row to TensorBoard and kpis.csv (columns fixed by the first row).
 
-    Wall-clock metrics (tags under `time/`) go to TensorBoard only, so kpis.csv is
+    Every metric must be declared: a task KPI in `kpis` (Engine.declared_kpis) or a
+    diagnostic in `diagnostics` (Engine.diagnostics); its declaration gives its tag. Wall-clock metrics (tag
+    group `time`) go to TensorBoard only, so kpis.csv is
     a pure function of the config and seed. With `resume_at=k` (a resumed run whose
     checkpoint is at iteration k), kpis.csv keeps its rows up to k and is appended
     to, and TensorBoard purges its events after k, so no step repeats or is missing.
 
     A new run also writes, into its own event file (no extra TensorBoard runs): the
     config as text, `hparams` (flat dotted keys) with the final KPIs as HParams
-    metrics, and the custom-scalars layout; `finish` adds the final
-    `iterations_to_converge` and the KPI plot as a figure.
+    metrics, and the custom-scalars layout; `finish` adds the KPIs only the end
+    has (summary "end", where measured) and the run's plots as figures.
     """
 
-    def __init__(self, run_dir: Path, config_yaml: str, resume_at: Optional[int] = None,
-                 hparams: Optional[Dict[str, object]] = None):
+    def __init__(self, run_dir: Path, config_yaml: str, kpis: Sequence[KPI], diagnostics: Sequence[KPI],
+                 resume_at: Optional[int] = None, hparams: Optional[Dict[str, object]] = None):
+        self.kpis, self.diagnostics = list(kpis), list(diagnostics)
+        self.declared = {k.name: k for k in (*self.kpis, *self.diagnostics)}
         self._hook = threading.excepthook
         threading.excepthook = self._writer_thread_failed
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_at is None else resume_at + 1)
@@ -89,7 +62,7 @@ class RunLogger:
             self.writer.add_text("config", "```yaml\n" + config_yaml + "\n```", 0)
             if hparams:
                 self._write_hparams(hparams)
-            self.writer.add_custom_scalars(LAYOUT)
+            self.writer.add_custom_scalars(layout(self.kpis, self.diagnostics))
         elif self.csv_path.exists():
             self._reopen(resume_at)
 
@@ -105,15 +78,16 @@ class RunLogger:
 
     def _write_hparams(self, hparams: Dict[str, object]) -> None:
         """The HParams session of this run, in this run's own event file (add_hparams would start a new run)."""
-        metrics = {tag: float("nan") for tag in HPARAM_METRICS}
+        metrics = {tag: float("nan") for tag in hparam_metrics(self.kpis)}
         for summary in hparams_summary(hparams, metrics):
             self.writer.file_writer.add_summary(summary)
 
     def finish(self, iteration: int, summary: Dict[str, object], figures: Dict[str, Figure]) -> None:
-        """Log the final `iterations_to_converge` (when converged) and the run's plots (`plots/<name>`), then close."""
-        converged = summary.get("iterations_to_converge")
-        if converged is not None:
-            self.writer.add_scalar("charts/iterations_to_converge", float(converged), iteration)
+        """Log the numeric KPIs only the end has (those measured) and the run's plots (`plots/<name>`), then close."""
+        for k in self.kpis:
+            value = summary.get(k.name)
+            if k.summary == "end" and k.tag and isinstance(value, (int, float)):
+                self.writer.add_scalar(k.tag, float(value), iteration)
         for name, figure in figures.items():
             self.writer.add_figure(f"plots/{name}", figure, iteration, close=True)
         self.close()
@@ -121,13 +95,18 @@ class RunLogger:
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         """One row: every metric to TensorBoard (flushed, so a failed write shows now), all but
         wall-clock ones to kpis.csv (whole lines only, see inet/files.py)."""
+        undeclared = [k for k in row if k not in self.declared]
+        if undeclared:
+            raise ValueError(f"metric '{undeclared[0]}' is not declared: declare it in its task's `kpis` "
+                             "(inet/env.py), its learner's `kpis` (inet/cu/) or DIAGNOSTICS (inet/kpi_registry.py)")
         try:
             for k, v in row.items():
-                self.writer.add_scalar(tag(k), v, iteration)
+                if self.declared[k].tag:
+                    self.writer.add_scalar(self.declared[k].tag, v, iteration)
             self.writer.flush()
         except OSError as e:
             raise OutputWriteError(Path(self.writer.log_dir), e) from None
-        row = {k: v for k, v in row.items() if not tag(k).startswith("time/")}
+        row = {k: v for k, v in row.items() if self.declared[k].tag_group != "time"}
         lines = []
         if self._file is None:
             self._columns = ["iteration", *row]

@@ -1,29 +1,30 @@
 """Plots of a run's KPI curves, like the paper's Fig. 9-12 but honest about what they show.
 
-The paper's Fig. 9 plots only the reward per iteration, which drops when the IN
-finds the better two-step route (0.5 per iteration instead of ~0.7 for the
-one-step local optimum, paper 5.1.1.1). Plotting `reward_per_task` and
-`task_success` beside it shows that drop for what it is: an improvement.
+Each figure, panel and line comes from the declared KPIs' `plot` (inet/kpi_registry.py):
+plots/<figure>.png has one panel per `Panel`, in declaration order. The paper's
+Fig. 9 plots only the reward per iteration, which drops when the IN finds the
+better two-step route (0.5 per iteration instead of ~0.7 for the one-step local
+optimum, paper 5.1.1.1); the base task's panels put the reward per task and task
+success beside it, which shows that drop for what it is: an improvement.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .files import render_atomic  # noqa: E402
+from .kpi_registry import KPI, Panel, panels  # noqa: E402
 
-PANELS = [
-    ("reward_per_iteration", "reward per iteration"),
-    ("reward_per_task", "reward per task instance"),
-    ("task_success", "task success"),
-]
+STYLES = ("-", "--", ":", "-.")  # the lines of a panel, in declaration order
 
 
 def _save(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, Figure]:
@@ -35,66 +36,67 @@ def _save(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, Figure]:
     return figures
 
 
-def plot_run(kpis_csv: Path, out_dir: Path, title: str) -> Dict[str, Figure]:
+def plot_run(kpis_csv: Path, out_dir: Path, title: str, kpis: Sequence[KPI]) -> Dict[str, Figure]:
     """All of a run's plots, written to out_dir as PNGs and returned by name (open, for TensorBoard)."""
-    df = pd.read_csv(kpis_csv)
-    return _save({"kpis": plot_kpis(df, title), **plot_lengths(df, title)}, out_dir)
+    return _save(plot_kpis(pd.read_csv(kpis_csv), title, kpis), out_dir)
 
 
-# multitask route KPIs drawn over task success: column, label, line style
-ROUTE_LINES = (("optimal_route_rate", "optimal route", "--"), ("correct_pu_rate", "correct PU", ":"))
+def _evaluated(df: pd.DataFrame, kpis: List[KPI]) -> pd.DataFrame:
+    """The rows where every KPI of a heatmap has a value."""
+    return df.dropna(subset=[k.name for k in kpis])
 
 
-def plot_kpis(df: pd.DataFrame, title: str) -> Figure:
-    """One panel per headline KPI over iterations."""
-    fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 7), sharex=True)
-    for ax, (col, label) in zip(axes, PANELS):
-        ax.plot(df["iteration"], df[col], lw=1.2)
-        if col == "task_success":
-            routes = [(c, lbl, ls) for c, lbl, ls in ROUTE_LINES if c in df]
-            for c, lbl, ls in routes:
-                ax.plot(df["iteration"], df[c], lw=1.0, ls=ls, label=lbl)
-            if routes:
-                ax.legend(loc="lower right", fontsize=8)
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("iteration")
-    axes[0].set_title(title)
-    return fig
+def _drawn(df: pd.DataFrame, panel: Panel, kpis: List[KPI]) -> List[KPI]:
+    """The panel's KPIs that the data has (a heatmap: only if some row has all of them)."""
+    present = [k for k in kpis if k.name in df]
+    if panel.kind == "heatmap":
+        return present if present and len(_evaluated(df, present)) else []
+    return present
 
 
-def plot_lengths(df: pd.DataFrame, title: str) -> Dict[str, Figure]:
-    """Fig. 14-style plots of a reduce run (none if the run has no curriculum columns).
-
-    `lengths`: `max_length_reached`, `curriculum_length` and `max_length_reliable`
-    over iterations; `eval_heatmap`: greedy success per evaluated L (rows) over iterations.
-    """
-    if "curriculum_length" not in df:
-        return {}
+def plot_kpis(df: pd.DataFrame, title: str, kpis: Sequence[KPI]) -> Dict[str, Figure]:
+    """One figure per declared figure name with data, one panel per `Panel`, from kpis.csv's rows."""
     figures = {}
-    figures["lengths"] = fig = plt.figure(figsize=(7, 3.5))
-    ax = fig.add_subplot()
-    for col, style in (("max_length_reached", "-"), ("curriculum_length", ":"), ("max_length_reliable", "--")):
-        if col in df:
-            ax.step(df["iteration"], df[col], style, where="post", label=col.replace("_", " "))
-    ax.set_yscale("symlog", base=2, linthresh=1)  # max_length_reliable may be 0
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("sequence length L")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    cols = sorted((c for c in df if c.startswith("eval_success_L")), key=lambda c: int(c[len("eval_success_L"):]))
-    evaluated = df.dropna(subset=cols) if cols else df.iloc[0:0]
-    if len(evaluated):
-        figures["eval_heatmap"] = fig = plt.figure(figsize=(7, 3.5))
-        ax = fig.add_subplot()
-        grid = evaluated[cols].to_numpy().T
-        x = evaluated["iteration"].to_numpy()
-        step = x[1] - x[0] if len(x) > 1 else 1
-        edges = [*(x - step / 2), x[-1] + step / 2]  # one column per logged row, centred on its iteration
-        mesh = ax.pcolormesh(edges, range(len(cols) + 1), grid, vmin=0, vmax=1, cmap="viridis")
-        ax.set_yticks([i + 0.5 for i in range(len(cols))], [c[len("eval_success_"):] for c in cols])
-        ax.set_xlabel("iteration")
-        ax.set_title(f"greedy success per length  {title}")
-        fig.colorbar(mesh, ax=ax, label="success")
+    for name, by_panel in panels(kpis).items():
+        shown = [(p, drawn) for p, ks in by_panel.items() if (drawn := _drawn(df, p, ks))]
+        if not shown:
+            continue
+        fig, axes = plt.subplots(len(shown), 1, figsize=(7, max(3.5, 2.4 * len(shown))), sharex=True,
+                                 squeeze=False)
+        for ax, (panel, ks) in zip(axes[:, 0], shown):
+            (_heatmap if panel.kind == "heatmap" else _lines)(ax, df, panel, ks)
+        axes[0, 0].set_title(title if shown[0][0].kind == "line" else f"{shown[0][0].title}  {title}")
+        axes[-1, 0].set_xlabel("iteration")
+        figures[name] = fig
     return figures
+
+
+def _lines(ax: Axes, df: pd.DataFrame, panel: Panel, kpis: List[KPI]) -> None:
+    for k, style in zip(kpis, STYLES * len(kpis)):
+        ax.plot(df["iteration"], df[k.name], style, lw=1.2, label=k.name.replace("_", " "))
+    if panel.log2:
+        ax.set_yscale("symlog", base=2, linthresh=1)  # a length may be 0
+    if all(k.rate for k in kpis):
+        ax.set_ylim(-0.02, 1.02)
+    if len(kpis) > 1:
+        ax.legend(fontsize=8)
+    ax.set_ylabel(panel.title)
+    ax.grid(alpha=0.3)
+
+
+def _heatmap(ax: Axes, df: pd.DataFrame, panel: Panel, kpis: List[KPI]) -> None:
+    """One row per KPI over the iterations where all of them have a value (a colour per value); the
+    panel's title goes above it (`plot_kpis`)."""
+    evaluated = _evaluated(df, kpis)
+    grid = evaluated[[k.name for k in kpis]].to_numpy().T
+    x = evaluated["iteration"].to_numpy()
+    step = x[1] - x[0] if len(x) > 1 else 1
+    edges = [*(x - step / 2), x[-1] + step / 2]  # one column per logged row, centred on its iteration
+    rates = all(k.rate for k in kpis)
+    mesh = ax.pcolormesh(edges, range(len(kpis) + 1), grid, cmap="viridis",
+                         **({"vmin": 0, "vmax": 1} if rates else {}))
+    names = [k.name for k in kpis]
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = prefix[:prefix.rfind("_") + 1]  # x_success_L1, x_success_L16 -> L1, L16
+    ax.set_yticks([i + 0.5 for i in range(len(kpis))], [n[len(prefix):] for n in names])
+    ax.figure.colorbar(mesh, ax=ax)

@@ -1,15 +1,17 @@
 """`inet report DIR...`: aggregate runs into report.md, report.csv and plots/.
 
 Every run directory under the given directories (one holding `.hydra/config.yaml`)
-is read: `summary.json` (final KPIs), `kpis.csv` (curves), `.hydra/config.yaml`
-(`name`, `seed`) and `.hydra/overrides.yaml`. Runs are grouped into experiment
-variants: the experiment name plus every override except the seed and those that
-cannot change results (`progress`, `threads`, `checkpoint_interval`, `resume`,
-`hydra.*`). Per variant and KPI: the number of seeds, mean, standard deviation
-and the 95% interval of the mean (Student t), and the paper's figure where one
-exists. Runs without `summary.json` (stopped, crashed or still running),
-failures recorded by a sweep (`failures/*.json`, inet/sweep.py) and seeds that
-other variants have but a variant lacks are listed as missing.
+is read: `kpis.json` (the KPIs its tasks declared, inet/kpi_registry.py),
+`summary.json` (final KPIs), `kpis.csv` (curves), `.hydra/config.yaml` (`name`,
+`seed`) and `.hydra/overrides.yaml`. Runs are grouped into experiment variants:
+the experiment name plus every override except the seed and those that cannot
+change results (`progress`, `threads`, `checkpoint_interval`, `resume`,
+`hydra.*`). Per variant and declared KPI with a `table`: the number of seeds,
+mean, standard deviation and the 95% interval of the mean (Student t), the best
+variant by the KPI's `better` direction, and the paper's figure where one exists.
+Runs without `summary.json` (stopped, crashed or still running), failures
+recorded by a sweep (`failures/*.json`, inet/sweep.py) and seeds that other
+variants have but a variant lacks are listed as missing.
 """
 from __future__ import annotations
 
@@ -27,16 +29,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from . import kpi_registry  # noqa: E402
 from .cli import override_key  # noqa: E402
+from .env import ITERATIONS_TO_CONVERGE  # noqa: E402
+from .kpi_registry import KPI  # noqa: E402
 from .sweep import load_failures  # noqa: E402
 
-LENGTH_KPIS = ("max_length_reached", "max_length_reliable", "max_length_reliable_prefix", "best_max_length_reliable")
-KPIS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task", "iterations_to_converge",
-        "iterations", "iterations_per_second", "wall_seconds", *LENGTH_KPIS)
-TABLE_KPIS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task",
-              "iterations_to_converge")
-CURVES = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task", "max_length_reached",
-          "max_length_reliable")
+RUN_NUMBERS = ("iterations", "iterations_per_second", "wall_seconds")  # the runner's own, in every summary.json
+CONVERGE = ITERATIONS_TO_CONVERGE.name  # the `converged` column and plot count the seeds where it is not null
 NEUTRAL = ("seed", "progress", "threads", "checkpoint_interval", "resume", "experiment")
 
 # The paper's figure per experiment (Dietz 2022, section 5; vanilla DQN), by name or name prefix.
@@ -69,6 +69,7 @@ class Run:
     overrides: List[str]
     summary: Optional[dict] = None
     kpis: Optional[pd.DataFrame] = None
+    declared: List[KPI] = field(default_factory=list)
 
     @property
     def variant(self) -> str:
@@ -113,13 +114,23 @@ def find_runs(dirs: Sequence[Path]) -> List[Run]:
             cfg = yaml.safe_load(cfg_path.read_text()) or {}
             ov_path = run_dir / ".hydra" / "overrides.yaml"
             overrides = [str(o) for o in (yaml.safe_load(ov_path.read_text()) or [])] if ov_path.is_file() else []
-            run = Run(run_dir, str(cfg.get("name", "?")), cfg.get("seed"), overrides)
+            run = Run(run_dir, str(cfg.get("name", "?")), cfg.get("seed"), overrides,
+                      declared=kpi_registry.load(run_dir))
             if (run_dir / "summary.json").is_file():
                 run.summary = json.loads((run_dir / "summary.json").read_text())
             if (run_dir / "kpis.csv").is_file() and (run_dir / "kpis.csv").stat().st_size > 0:
                 run.kpis = pd.read_csv(run_dir / "kpis.csv")
             runs.append(run)
     return runs
+
+
+def declared(runs: Sequence[Run]) -> List[KPI]:
+    """Every KPI the runs declare, in the order first declared (the first declaration of a name wins)."""
+    out: Dict[str, KPI] = {}
+    for r in runs:
+        for k in r.declared:
+            out.setdefault(k.name, k)
+    return list(out.values())
 
 
 def stats(values: Sequence[float]) -> Dict[str, float]:
@@ -144,18 +155,19 @@ def group(runs: List[Run]) -> List[Variant]:
     return sorted(variants.values(), key=lambda v: v.label)
 
 
-def table(variants: List[Variant]) -> pd.DataFrame:
-    """One row per variant: seeds, then mean/std/ci95 of each KPI over complete runs, then the paper's figure."""
+def table(variants: List[Variant], kpis: Sequence[KPI]) -> pd.DataFrame:
+    """One row per variant: seeds, then mean/std/ci95 of each KPI with a table and of the run numbers over
+    complete runs, then the paper's figure."""
     rows = []
     for v in variants:
         done = v.complete
         row: Dict[str, object] = {"variant": v.label, "experiment": v.name, "seeds": len(done),
                                   "seed_list": " ".join(str(r.seed) for r in sorted(done, key=lambda r: r.seed or 0)),
                                   "incomplete": len(v.runs) - len(done)}
-        for k in KPIS:
+        for k in [*(k.name for k in kpis if k.table), *RUN_NUMBERS]:
             s = stats([r.summary.get(k) for r in done])
             row.update({f"{k}_{stat}": s[stat] for stat in ("mean", "std", "ci95_low", "ci95_high")})
-        row["converged"] = sum(r.summary.get("iterations_to_converge") is not None for r in done)
+        row["converged"] = sum(r.summary.get(CONVERGE) is not None for r in done)
         row["paper"] = paper_figure(v.name)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -214,67 +226,102 @@ def missing(variants: List[Variant], failures: List[dict]) -> List[str]:
     return lines
 
 
-def _cell(row: pd.Series, k: str, digits: int) -> str:
-    mean, std, lo, hi = (row[f"{k}_{s}"] for s in ("mean", "std", "ci95_low", "ci95_high"))
+def _fmt(kpi: KPI, x: float) -> str:
+    """A rate with 3 decimals, a count without decimals, any other value with 4 significant digits."""
+    return f"{x:.3f}" if kpi.rate else f"{x:,.0f}" if kpi.integer else f"{x:.4g}"
+
+
+def _cell(row: pd.Series, kpi: KPI, best: bool) -> str:
+    mean, std, lo, hi = (row[f"{kpi.name}_{s}"] for s in ("mean", "std", "ci95_low", "ci95_high"))
     if math.isnan(mean):
         return "–"
-    f = (lambda x: f"{x:,.0f}") if digits == 0 else (lambda x: f"{x:.{digits}f}")
-    text = f(mean)
+    text = _fmt(kpi, mean)
     if not math.isnan(std):
-        text += f" ± {f(std)} [{f(lo)}, {f(hi)}]"
-    return text
+        text += f" ± {_fmt(kpi, std)} [{_fmt(kpi, lo)}, {_fmt(kpi, hi)}]"
+    return text + (" (best)" if best else "")
 
 
-def markdown(df: pd.DataFrame, missing_lines: List[str], dirs: Sequence[Path], plots: List[Path],
-             runs: List[Run], out_dir: Path) -> str:
+def best_variants(df: pd.DataFrame, kpi: KPI) -> set:
+    """The variants whose mean is the best by the KPI's `better` direction (none where all are equal)."""
+    means = df.set_index("variant")[f"{kpi.name}_mean"].dropna()
+    if kpi.better is None or means.nunique() < 2:
+        return set()
+    return set(means.index[means == (means.max() if kpi.better == "higher" else means.min())])
+
+
+def _header(kpi: KPI) -> str:
+    return f"{kpi.name} {kpi.arrow}".rstrip()
+
+
+def _value(kpi: KPI, v: object) -> str:
+    """One run's summary value: None is a KPI never measured."""
+    return "never" if v is None else _fmt(kpi, v) if isinstance(v, (int, float)) else str(v)
+
+
+def markdown(df: pd.DataFrame, kpis: Sequence[KPI], missing_lines: List[str], dirs: Sequence[Path],
+             plots: List[Path], runs: List[Run], out_dir: Path) -> str:
+    main = [k for k in kpis if k.table == kpi_registry.MAIN_TABLE]
+    best = {k.name: best_variants(df, k) for k in main}
     lines = ["# inet report", "", "Runs under: " + ", ".join(f"`{d}`" for d in dirs), "",
-             "Each cell: mean ± standard deviation over seeds [95% interval of the mean, Student t]. "
-             "`iterations_to_converge` is over the seeds that converged (`converged` of `seeds`).", "",
-             "| variant | seeds | task_success | optimal_route_rate | reward_per_iteration | reward_per_task "
-             "| iterations_to_converge | converged | paper |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"## {kpi_registry.MAIN_TABLE}", "",
+             "Each cell: mean ± standard deviation over seeds [95% interval of the mean, Student t]; ↑ higher is "
+             "better, ↓ lower is better, (best): the best variant. "
+             f"`{CONVERGE}` is over the seeds that converged (`converged` of `seeds`).", "",
+             "| variant | seeds | " + " | ".join(map(_header, main)) + " | converged | paper |",
+             "|---|---|" + "---|" * len(main) + "---|---|"]
     for _, r in df.iterrows():
-        cells = [_cell(r, "task_success", 3), _cell(r, "optimal_route_rate", 3), _cell(r, "reward_per_iteration", 3),
-                 _cell(r, "reward_per_task", 3), _cell(r, "iterations_to_converge", 0)]
+        cells = [_cell(r, k, r["variant"] in best[k.name]) for k in main]
         lines.append(f"| `{r['variant']}` | {r['seeds']} | " + " | ".join(cells)
                      + f" | {r['converged']}/{r['seeds']} | {r['paper']} |")
-    reduce_rows = [r for _, r in df.iterrows() if not math.isnan(r["max_length_reached_mean"])]
-    if reduce_rows:
-        lines += ["", "## Lengths (reduce)", "",
-                  "`max_length_reached`: highest curriculum length; `max_length_reliable`: largest evaluated L with "
-                  "greedy success >= 0.95 at the last evaluation (`_prefix`: every shorter evaluated L too); "
-                  "`best`: the best `max_length_reliable` of all evaluations. Each cell: the mean, then every "
-                  "seed's value in seed order.", "",
-                  "| variant | seeds | " + " | ".join(LENGTH_KPIS) + " |", "|---|---|" + "---|" * len(LENGTH_KPIS)]
-        for r in reduce_rows:
-            done = sorted((x for x in runs if x.variant == r["variant"] and x.complete), key=lambda x: x.seed or 0)
-            cells = [f"{r[f'{k}_mean']:.1f} ({'/'.join(f'{x.summary.get(k, math.nan):g}' for x in done)})"
-                     for k in LENGTH_KPIS]
-            lines.append(f"| `{r['variant']}` | {r['seeds']} | " + " | ".join(cells) + " |")
+    for name in dict.fromkeys(k.table for k in kpis if k.table and k.table != kpi_registry.MAIN_TABLE):
+        lines += _seed_table(name, [k for k in kpis if k.table == name], df, runs)
     lines += ["", "## Missing", ""]
     lines += [f"- {m}" for m in missing_lines] or ["Nothing: every run found is complete and no job failed."]
-    lines += ["", "## Runs", "", "| variant | seed | task_success | iterations_to_converge | it/s | run directory |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Runs", "", "| variant | seed | " + " | ".join(map(_header, main)) + " | it/s | run directory |",
+              "|---|---|" + "---|" * len(main) + "---|---|"]
     for r in sorted(runs, key=lambda r: (r.variant, r.seed or 0)):
         s = r.summary or {}
-        ts = f"{s['task_success']:.3f}" if "task_success" in s else "–"
+        cells = [_value(k, s[k.name]) if k.name in s else "–" for k in main]
         ips = f"{s['iterations_per_second']:.0f}" if "iterations_per_second" in s else "–"
-        conv = s.get("iterations_to_converge", "–") if r.complete else "–"
-        lines.append(f"| `{r.variant}` | {r.seed} | {ts} | {'not converged' if conv is None else conv} | {ips} "
-                     f"| {r.path} |")
+        lines.append(f"| `{r.variant}` | {r.seed} | " + " | ".join(cells) + f" | {ips} | {r.path} |")
     lines += ["", "## Plots", ""]
     lines += [f"![{p.stem}]({p.relative_to(out_dir)})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _seeds_cell(mean: float, values: List[object]) -> str:
+    """`mean (v1/v2/...)`; – for a value never measured."""
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.1f} (" + "/".join("–" if v is None else f"{v:g}" for v in values) + ")"
+
+
+def _seed_table(name: str, kpis: List[KPI], df: pd.DataFrame, runs: List[Run]) -> List[str]:
+    """A task's own table: per variant, each KPI's mean and every seed's value in seed order."""
+    rows = [r for _, r in df.iterrows() if any(not math.isnan(r[f"{k.name}_mean"]) for k in kpis)]
+    if not rows:
+        return []
+    lines = ["", f"## {name}", "", "; ".join(f"`{k.name}`: {k.description}" for k in kpis)
+             + ". Each cell: the mean, then every seed's value in seed order.", "",
+             "| variant | seeds | " + " | ".join(map(_header, kpis)) + " |", "|---|---|" + "---|" * len(kpis)]
+    for r in rows:
+        done = sorted((x for x in runs if x.variant == r["variant"] and x.complete), key=lambda x: x.seed or 0)
+        cells = [_seeds_cell(r[f"{k.name}_mean"], [x.summary.get(k.name) for x in done]) for k in kpis]
+        lines.append(f"| `{r['variant']}` | {r['seeds']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _wrap(label: str, width: int = 60) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
-def plot_curves(variants: List[Variant], out_dir: Path) -> List[Path]:
-    """Per KPI: one line per variant (mean over seeds) with a band from the lowest to the highest seed."""
+def plot_curves(variants: List[Variant], kpis: Sequence[KPI], out_dir: Path) -> List[Path]:
+    """Per plotted KPI curve: one line per variant (mean over seeds) with a band from the lowest to the highest seed."""
     paths = []
-    for kpi in CURVES:
+    for k in kpis:
+        if not (k.curve and k.plot and k.plot.kind == "line"):
+            continue
+        kpi = k.name
         fig, ax = plt.subplots(figsize=(8, 4.5))
         drawn = False
         for v in variants:
@@ -289,36 +336,38 @@ def plot_curves(variants: List[Variant], out_dir: Path) -> List[Path]:
         if drawn:
             ax.set_xlabel("iteration")
             ax.set_ylabel(kpi)
+            if k.better:
+                ax.set_title(f"{kpi} ({k.better} is better)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-            paths.append(out_dir / f"{kpi}.png")
+            paths.append(out_dir / f"{kpi.replace('/', '__')}.png")
             fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
         plt.close(fig)
     return paths
 
 
 def plot_convergence(variants: List[Variant], out_dir: Path) -> Path:
-    """`iterations_to_converge` per variant: a bar at the mean of converged seeds, a dot per seed, x if not converged."""
+    """`CONVERGE` per variant: a bar at the mean of converged seeds, a dot per seed, x if not converged."""
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(variants) + 1.5))
     for i, v in enumerate(variants):
         done = v.complete
-        conv = [r.summary["iterations_to_converge"] for r in done if r.summary.get("iterations_to_converge") is not None]
-        never = [r.summary.get("iterations", 0) for r in done if r.summary.get("iterations_to_converge") is None]
+        conv = [r.summary[CONVERGE] for r in done if r.summary.get(CONVERGE) is not None]
+        never = [r.summary.get("iterations", 0) for r in done if r.summary.get(CONVERGE) is None]
         if conv:
             ax.barh(i, sum(conv) / len(conv), color="tab:blue", alpha=0.4)
             ax.plot(conv, [i] * len(conv), "o", color="tab:blue")
         if never:
             ax.plot(never, [i] * len(never), "x", color="tab:red", ms=9,
                     label="not converged (at iterations run)" if i == 0 or not ax.get_legend_handles_labels()[0] else None)
-    converged = [sum(r.summary.get("iterations_to_converge") is not None for r in v.complete) for v in variants]
+    converged = [sum(r.summary.get(CONVERGE) is not None for r in v.complete) for v in variants]
     ax.set_yticks(range(len(variants)), [_wrap(v.label, 45) + f"\n{c}/{len(v.complete)} converged"
                                          for v, c in zip(variants, converged)], fontsize=7)
     ax.set_xlim(left=0)
-    ax.set_xlabel("iterations_to_converge")
+    ax.set_xlabel(CONVERGE)
     ax.grid(alpha=0.3, axis="x")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    path = out_dir / "iterations_to_converge.png"
+    path = out_dir / f"{CONVERGE}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -336,14 +385,15 @@ def write_report(dirs: Sequence[Path], out_dir: Path) -> Path:
         raise ReportError(f"no runs under {', '.join(map(str, dirs))} (a run directory holds .hydra/config.yaml; "
                           "pass the directories `inet run` or `inet run -m` wrote, e.g. outputs/multiruns/<time>)")
     variants = group(runs)
-    df = table(variants)
+    kpis = declared(runs)
+    df = table(variants, kpis)
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "report.csv", index=False)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
-    plots = plot_curves(variants, plot_dir)
+    plots = plot_curves(variants, kpis, plot_dir)
     if any(v.complete for v in variants):
         plots.append(plot_convergence([v for v in variants if v.complete], plot_dir))
     path = out_dir / "report.md"
-    path.write_text(markdown(df, missing(variants, failures), dirs, plots, runs, out_dir))
+    path.write_text(markdown(df, kpis, missing(variants, failures), dirs, plots, runs, out_dir))
     return path

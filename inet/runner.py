@@ -1,10 +1,11 @@
 """The runner: one run from a RunConfig to a filled run directory.
 
 Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
-`kpis.csv`, `summary.json`, `checkpoint.pt` (every `checkpoint_interval`
-iterations, on SIGTERM/SIGINT and at the end; `resume=true` continues from it),
-`pus/<name>.pt` (each PU's weights, loadable with `pretrained:`), `plots/` (kpis.png; reduce: lengths.png, eval_heatmap.png),
-`trace/` (recorded windows of iterations for the viewer, inet/trace.py).
+`kpis.json` (the KPIs the tasks declare, `Engine.declared_kpis`), `kpis.csv`,
+`summary.json`, `checkpoint.pt` (every `checkpoint_interval` iterations, on
+SIGTERM/SIGINT and at the end; `resume=true` continues from it), `pus/<name>.pt`
+(each PU's weights, loadable with `pretrained:`), `plots/` (one PNG per declared
+figure), `trace/` (recorded windows of iterations for the viewer, inet/trace.py).
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from tqdm import tqdm
 
 from . import __version__
-from . import checkpoint
+from . import checkpoint, kpi_registry
 from .config import ConfigError, RunConfig
 from .engine import Engine
 from .files import OutputWriteError, describe, save_atomic, write_atomic
@@ -30,8 +31,6 @@ from .guards import NonFiniteError
 from .logger import RunLogger
 from .plots import plot_run
 from .trace import TraceRecorder
-
-HEADLINE = ("task_success", "reward_per_iteration", "reward_per_task")
 
 
 class RunWriteFailed(RuntimeError):
@@ -134,8 +133,11 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     wall = lambda: offset + time.perf_counter() - start  # noqa: E731
     every = cfg.checkpoint_interval
     logger = recorder = None
+    kpis = engine.declared_kpis()
+    headline = [k.name for k in kpis if k.table == kpi_registry.MAIN_TABLE and k.curve]
     try:
-        logger = RunLogger(run_dir, config_yaml, resume_at=resume_at, hparams=hparams(cfg))
+        write_atomic(run_dir / kpi_registry.FILENAME, kpi_registry.dumps(kpis))
+        logger = RunLogger(run_dir, config_yaml, kpis, engine.diagnostics(), resume_at=resume_at, hparams=hparams(cfg))
         recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
         recorder.load_state_dict(runner_state.get("trace", {}))
         with _StopSignals() as stop:
@@ -151,7 +153,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                     logger.log(it, row)
                     recorder.log_usage(it)
                     bar.update(it - bar.n)
-                    bar.set_postfix({k: f"{row[k]:.3f}" for k in HEADLINE})
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in headline})
                     while runner_state["next_log"] <= it:
                         runner_state["next_log"] += cfg.log_interval
                 if stop.signum or (every and it // every != before // every):
@@ -162,7 +164,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                                          f"continue it with: inet run resume=true hydra.run.dir={run_dir}")
         recorder.close()
         save_checkpoint()
-        summary = _finish(cfg, engine, run_dir, config_yaml, wall(), logger)
+        summary = _finish(cfg, engine, kpis, run_dir, config_yaml, wall(), logger)
     except NonFiniteError as e:
         raise NonFiniteError(f"{e}; the run stopped ({last_good()}). Set nonfinite=skip to skip such updates "
                              "and count them instead") from None
@@ -181,24 +183,19 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     return summary
 
 
-def _finish(cfg: RunConfig, engine: Engine, run_dir: Path, config_yaml: str, total_wall: float,
-            logger: RunLogger) -> Dict[str, object]:
+def _finish(cfg: RunConfig, engine: Engine, kpis: List[kpi_registry.KPI], run_dir: Path, config_yaml: str,
+            total_wall: float, logger: RunLogger) -> Dict[str, object]:
     """The end of a run: PU weights, summary.json, plots, the last TensorBoard entries. Returns the summary."""
     (run_dir / "pus").mkdir(exist_ok=True)
     for name, pu in engine.pus.items():
         save_atomic(pu.state_dict(), run_dir / "pus" / f"{name}.pt")
-    final = engine.metrics()
     summary: Dict[str, object] = {
         "name": cfg.name,
         "seed": cfg.seed,
         "lanes": cfg.lanes,
         "iterations": engine.iteration,
-        **{k: final[k] for k in ("reward_per_iteration", "reward_per_task", "task_success")},
-        **{k: final[k] for k in ("optimal_route_rate", "correct_pu_rate") if k in final},
-        "iterations_to_converge": engine.kpis.converged_at,
-        "tasks": final["tasks"],
-        "nonfinite_skipped": final["nonfinite_skipped"],
         **engine.task_summary(),
+        **kpi_registry.summarise(engine.diagnostics(), engine.metrics(), {}),
         "wall_seconds": total_wall,
         "iterations_per_second": engine.iteration / total_wall,
         "iterations_per_second_per_lane": engine.iteration / total_wall / cfg.lanes,
@@ -206,7 +203,8 @@ def _finish(cfg: RunConfig, engine: Engine, run_dir: Path, config_yaml: str, tot
         "versions": versions(),
     }
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    figures = plot_run(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}")
+    figures = plot_run(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}",
+                       kpis)
     logger.finish(engine.iteration, summary, figures)
     return summary
 

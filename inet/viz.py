@@ -6,7 +6,8 @@ the recorded iterations of `trace/` that highlights the executed action on the
 graph and shows node values, the CU's Q-value per action as bars, whether the
 action was random, the reward and the losses; an action-usage heat map (actions x
 training time, which makes a local optimum such as "always pu1" obvious); and the
-KPI curves of `kpis.csv`. In Jupyter, `show(run_dir)` displays it inline.
+KPI curves of `kpis.csv`, one panel per line panel its tasks declared (the run's
+kpis.json, inet/kpi_registry.py). In Jupyter, `show(run_dir)` displays it inline.
 """
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ from typing import Dict, List, Tuple
 import pandas as pd
 from omegaconf import OmegaConf
 
-from . import trace
+from . import kpi_registry, trace
 
 VIEWER = "viewer.html"
-KPI_COLUMNS = ("task_success", "optimal_route_rate", "reward_per_iteration", "reward_per_task")
 
 
 class NotARunError(ValueError):
@@ -93,6 +93,17 @@ def network(config: dict, actions: List[dict]) -> Dict[str, list]:
     return {"elements": elements, "edges": [list(e) for e in edges]}
 
 
+def kpi_panels(df: pd.DataFrame, kpis: List[kpi_registry.KPI]) -> List[dict]:
+    """The declared line panels with data: title, and each KPI's values by name."""
+    out = []
+    for by_panel in kpi_registry.panels(k for k in kpis if k.curve).values():
+        for panel, ks in by_panel.items():
+            series = {k.name: df[k.name].tolist() for k in ks if k.name in df}
+            if panel.kind == "line" and series:
+                out.append({"title": panel.title, "series": series})
+    return out
+
+
 def collect(run_dir: Path) -> dict:
     """Everything the page shows, as plain data. Raises NotARunError for a directory that is not a run."""
     run_dir = Path(run_dir)
@@ -110,10 +121,10 @@ def collect(run_dir: Path) -> dict:
         raise NotARunError(f"{run_dir}: trace/ holds no recorded iterations (the run stopped before its first "
                            "window; see trace.interval and trace.window)")
     config = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False)
-    kpis: Dict[str, list] = {}
+    kpis: Dict[str, list] = {"iteration": [], "panels": []}
     if (run_dir / "kpis.csv").is_file():
         df = pd.read_csv(run_dir / "kpis.csv")
-        kpis = {c: df[c].tolist() for c in ("iteration", *KPI_COLUMNS) if c in df}
+        kpis = {"iteration": df["iteration"].tolist(), "panels": kpi_panels(df, kpi_registry.load(run_dir))}
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     meta = tr["meta"]
     return _clean({
@@ -192,7 +203,7 @@ h1{font-size:18px;margin:4px 0} h2{font-size:15px;margin:10px 0 4px}
 </div>
 <div class="row">
  <div class="panel"><h2>Action usage over training (fraction per log interval)</h2><div id="heatmap" style="height:300px"></div></div>
- <div class="panel"><h2>KPIs</h2><div id="kpis" style="height:300px"></div></div>
+ <div class="panel"><h2>KPIs</h2><div id="kpis"></div></div>
 </div>
 <script>const DATA = __DATA__;</script>
 <script>__APP__</script>
@@ -273,12 +284,15 @@ function staticPlots() {
       colorbar: {title: {text: 'share'}}}], {margin: {l: 60, r: 10, t: 10, b: 40}, xaxis: {title: {text: 'iteration'}}},
       {displayModeBar: false});
   }
-  const k = DATA.kpis;
-  if (k.iteration) {
-    const cols = Object.keys(k).filter(c => c !== 'iteration');
-    Plotly.newPlot('kpis', cols.map(c => ({type: 'scatter', mode: 'lines', name: c, x: k.iteration, y: k[c]})),
-      {margin: {l: 40, r: 10, t: 30, b: 40}, xaxis: {title: {text: 'iteration'}}, legend: {orientation: 'h', y: 1.12}},
-      {displayModeBar: false});
+  const k = DATA.kpis, n = k.panels.length;
+  if (n) {  // one panel per declared panel, stacked, sharing the iteration axis
+    const traces = k.panels.flatMap((p, i) => Object.entries(p.series).map(([name, y]) =>
+      ({type: 'scatter', mode: 'lines', name: name, x: k.iteration, y: y, xaxis: 'x', yaxis: i ? 'y' + (i + 1) : 'y'})));
+    const layout = {margin: {l: 50, r: 10, t: 30, b: 40}, grid: {rows: n, columns: 1, pattern: 'coupled'},
+      xaxis: {title: {text: 'iteration'}}, legend: {orientation: 'h', y: 1.02, yanchor: 'bottom'}};
+    k.panels.forEach((p, i) => { layout[i ? 'yaxis' + (i + 1) : 'yaxis'] = {title: {text: p.title, font: {size: 11}}}; });
+    document.getElementById('kpis').style.height = (120 + 140 * n) + 'px';
+    Plotly.newPlot('kpis', traces, layout, {displayModeBar: false});
   }
 }
 

@@ -148,10 +148,10 @@ def test_parity_with_the_teacher_leading_is_reliable_at_every_length_to_64_from_
     assert [prefixes[i] for i in (20000, 25000, 30000)] == [64, 64, 64], prefixes
 
 
-# QR-DQN (cu._target_=inet.cu.qr_dqn.QRDQN, 25 quantiles, the DQN options of the experiment). With the
+# QR-DQN (`cu=qr_dqn`, 25 quantiles, the DQN options of the experiment). With the
 # pre-trained PUs frozen: measured for seeds 0, 1, 2, task success first >= 0.95 at 4k, 3k, 3k and
 # 0.988, 0.977, 0.978 at 6k (optimal route 0.98, 0.98, 0.97).
-QR = ["cu._target_=inet.cu.qr_dqn.QRDQN"]
+QR = ["cu=qr_dqn"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -25,7 +25,7 @@ REWARDS = ["envs.reduce.reward.invalid_action=-0.3", "envs.reduce.reward.wrong_a
 
 
 def fixed(length: int) -> list:
-    return ["curriculum=fixed", f"envs.reduce.curriculum.start_length={length}"]
+    return ["curriculum@envs.reduce.curriculum=fixed", f"envs.reduce.curriculum.start_length={length}"]
 
 
 def always(name: str):

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import CUConfig
 from ..guards import finite
+from ..kpi_registry import EXPLORATION, KPI, LOSSES
 from .protocol import ActInfo, Transition
 from .replay import ReplayBuffer
 
@@ -45,6 +46,11 @@ class QNetwork(nn.Module):
 
 class DQN:
     """Q-network, target network, optimizer, replay and exploration schedule."""
+
+    kpis = (KPI("td_loss", "the CU's last TD loss", summary=None, plot=LOSSES, tag_group="losses"),
+            KPI("epsilon", "the CU's exploration rate", rate=True, summary=None, plot=EXPLORATION, tag_group="rollout"),
+            KPI("cu_updates", "CU gradient steps so far", integer=True, summary=None, tag_group="rollout"),
+            KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="rollout"))
 
     def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
                  device: torch.device, generator: torch.Generator):

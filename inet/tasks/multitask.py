@@ -19,13 +19,21 @@ from typing import Tuple
 
 import torch
 
-from ..env import Environment, Step
+from ..env import TASK_SUCCESS_PANEL, Environment, Step
+from ..kpi_registry import KPI, MAIN_TABLE
 
 ROUTE = {"first": "pu0", "a_greater": "pu1", "b_greater": "pu2"}
 
 
 class Multitask(Environment):
     """a, b in n0, n1; submit 2a if a > b else b/2 into n2."""
+
+    kpis = (  # per task instance, through `finish(..., extras)`
+        KPI("optimal_route_rate", "fraction of the last kpi_window task instances solved via pu0 then the right PU",
+            better="higher", rate=True, plot=TASK_SUCCESS_PANEL, table=MAIN_TABLE),
+        KPI("correct_pu_rate", "share of the last kpi_window submits made by the PU for the larger input",
+            better="higher", rate=True, plot=TASK_SUCCESS_PANEL, table=MAIN_TABLE),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

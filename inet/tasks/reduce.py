@@ -19,17 +19,45 @@ instances rehearse a length drawn from [min_length, length]) or is
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, RunConfig
 from ..curriculum import Curriculum
 from ..env import Environment, Step
+from ..kpi_registry import KPI, Panel
 
 FUNCTIONS = ("constant", "last", "and", "or", "xor")
 ROUTE = {"reset": "pu2", "reduce": "pu1", "submit": "pu0"}
+LENGTHS_TABLE = "Lengths (reduce)"
+LENGTHS = Panel("lengths", "sequence length L", log2=True)
+EVAL_HEATMAP = Panel("eval_heatmap", "greedy success per length L", kind="heatmap")
+RELIABLE = "greedy success >= evaluation.threshold over evaluation.instances fresh instances"
+
+
+def evaluation_kpis(lengths: List[int]) -> Tuple[KPI, ...]:
+    """The KPIs of the greedy evaluation at `lengths` (values: inet/evaluation.py, Engine.task_summary)."""
+    return (
+        *(KPI(f"eval_success_L{n}", f"greedy success at length {n} at the last evaluation", better="higher",
+              rate=True, summary=None, plot=EVAL_HEATMAP, tag_group="eval") for n in lengths),
+        KPI("eval_extrapolation_success", "mean greedy success at the evaluated lengths beyond max_length_reached",
+            better="higher", rate=True, summary=None, tag_group="eval"),
+        KPI("max_length_reliable", f"largest evaluated L with {RELIABLE}, at the last evaluation", better="higher",
+            integer=True, plot=LENGTHS, tag_group="eval", table=LENGTHS_TABLE),
+        KPI("max_length_reliable_prefix", "largest L such that every evaluated length up to it is reliable (the one "
+            "to report: a constant answer makes and/or look reliable at long L)", better="higher", integer=True,
+            plot=LENGTHS, tag_group="eval", table=LENGTHS_TABLE),
+        KPI("best_max_length_reliable", "the best max_length_reliable of all evaluations", better="higher",
+            integer=True, summary="end", tag_group=None, table=LENGTHS_TABLE),
+        KPI("evaluated_at", "the iteration of the last evaluation (null: none)", integer=True, summary="end",
+            tag_group=None),
+        KPI("eval_success_by_length", "greedy success per evaluated L at the last evaluation", summary="end",
+            tag_group=None),
+        KPI("extrapolation", "greedy success per evaluated L beyond max_length_reached", summary="end",
+            tag_group=None),
+    )
 
 
 def reduce_target(f: str, seq: torch.Tensor, length: torch.Tensor, constant: int = 1) -> torch.Tensor:
@@ -52,6 +80,11 @@ class Reduce(Environment):
 
     actions = ("next",)
     task_signals = ("new_item", "end_of_sequence")  # the last action fetched an item; all items fetched
+    kpis = (  # values: `metrics`
+        KPI("curriculum_length", "the curriculum's current length L", integer=True, plot=LENGTHS),
+        KPI("max_length_reached", "highest curriculum length L so far", better="higher", integer=True,
+            plot=LENGTHS, table=LENGTHS_TABLE),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -158,8 +191,13 @@ class Reduce(Environment):
             self.curriculum.update(success[at_length].tolist())
 
     def metrics(self) -> Dict[str, float]:
-        reached = self.curriculum.max_reached if self.curriculum is not None else self.current_length
-        return {"curriculum_length": float(self.current_length), "max_length_reached": float(reached)}
+        return {"curriculum_length": float(self.current_length), "max_length_reached": self.max_trained_length()}
+
+    def config_kpis(self, run: RunConfig) -> Tuple[KPI, ...]:
+        return evaluation_kpis(run.evaluation.lengths) if run.evaluation.interval else ()
+
+    def max_trained_length(self) -> float:
+        return float(self.curriculum.max_reached if self.curriculum is not None else self.current_length)
 
     def task_state(self) -> dict:
         state = {k: getattr(self, k).clone() for k in ("seq", "length", "pos", "target", "fresh", "reset_done",
