@@ -56,7 +56,7 @@ def test_pretrained_with_16_lanes_converges_within_20k_lane_iterations():
 
 # The issue's claim for PUs and CU learning together from scratch: "reaches task_success >= 0.95".
 # Measured for seeds 0, 1, 2: first >= 0.95 at 23k, 16k, 33k (~2 min of one core for all three).
-# Run on to 40k they end at 0.961, 0.989, 0.947: seed 2 hovers at 0.94-0.98 (README, Results).
+# Run on to 40k they end at 0.961, 0.989, 0.947: seed 2 hovers at 0.94-0.98 (docs/results-multitask.md).
 @pytest.mark.parametrize("seed", SEEDS)
 def test_cu_inputs_from_scratch_reaches_95_percent_within_40k_iterations(seed):
     engine = train(["experiment=multitask/cu_inputs", f"seed={seed}", "iterations=40000"], until=reached_95)
@@ -128,7 +128,7 @@ def test_parity_cu_with_an_exact_reductor_is_reliable_at_every_length_to_64_with
 # length and the gradient guard. The goal of the reduce issue: the greedy CU, on its own, is reliable at
 # every L from 1 to 64 at each evaluation of the second half (20k, 25k, 30k), i.e. it holds to the end.
 # Measured for seeds 0-5 (~30 s each): 5 of 6 hold 64 from 20k on; seed 1 does not (its pu1 learned a
-# counter of ones instead of XOR; README, reduce Results), so the seeds here are 0 and 2.
+# counter of ones instead of XOR; docs/results-reduce.md), so the seeds here are 0 and 2.
 LEAD_XOR = ["experiment=reduce/xor", "iterations=30000", "training_wheels.teacher=inet.tasks.reduce.teacher",
             "training_wheels.iterations=15000", "training_wheels.mode=lead", "cu.epsilon_by_task_length=true",
             "pu_optim.guard=3.0"]
