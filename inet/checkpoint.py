@@ -112,9 +112,10 @@ def read(path: Path, device: str = "cpu") -> dict:
 
 def _migrate_3(state: dict) -> dict:
     """Format 3 -> 4: NumPy's RNG state as tensors; the CU is the DQN learner (`cu._target_`), which
-    counts the lane-iterations it observed."""
+    counts the lane-iterations it observed; KPI windows are kept per Environment."""
     state["engine"]["rng"]["numpy"] = numpy_state(state["engine"]["rng"]["numpy"])
     state["config"].update({"cu._target_": "inet.cu.dqn.DQN", "cu.params": {}})
     state["engine"]["cu"]["iteration"] = state["engine"]["iteration"]
+    state["engine"]["kpis"] = {next(iter(state["engine"]["envs"])): state["engine"]["kpis"]}
     state["format"] = 4
     return state

@@ -382,6 +382,9 @@ def validate(cfg: RunConfig) -> None:
     _require(tw.mode in ("replace", "anneal", "lead"), "training_wheels.mode",
              f"must be replace, anneal or lead, got {tw.mode!r}")
     _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")
+    for key, script in (("training_wheels.teacher", tw.teacher), ("cu.script", cu.script)):
+        _require(script is None or len(cfg.envs) == 1, key, "a teacher or script acts on one Environment; "
+                 f"with {len(cfg.envs)} ({', '.join(cfg.envs)}) set it to null")
 
 
 def _validate_curriculum(c: "CurriculumConfig", key: str) -> None:

@@ -100,13 +100,18 @@ class Engine:
 
         self.iteration = 0
         self.world = self.rollout.new_world(self.nodes, self.envs)
-        self.kpis = KPITracker(b, cfg.kpi_window)
+        self.trackers = {name: KPITracker(b, cfg.kpi_window) for name in self.envs}  # each Environment's KPIs
         self.evaluator = Evaluator(cfg.evaluation)
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
         for env in self.envs.values():
             env.reset()
         self.obs, self.obs_writers = self._observe()
+
+    @property
+    def kpis(self) -> KPITracker:
+        """The first Environment's KPI tracker (the only one, in a one-Environment IN)."""
+        return self.trackers[self.first_env.name]
 
     @staticmethod
     def _callable(path: Optional[str], key: str):
@@ -181,7 +186,8 @@ class Engine:
                 self._nonfinite(problem)
         self.tape.prune(self.nodes.live_writers())
         self.obs, self.obs_writers = next_obs, next_writers
-        self.kpis.update(self.iteration, step)
+        for name, tracker in self.trackers.items():
+            tracker.update(self.iteration, step.env_reward[name], [e for e in step.ended if e.env == name])
         if self.evaluator.due(before, self.iteration):
             self.evaluator.run(self)
         return step
@@ -242,7 +248,8 @@ class Engine:
 
     def metrics(self) -> Dict[str, float]:
         """KPIs and training diagnostics at the current iteration (nan: a declared KPI not measured yet)."""
-        out = self.kpis.snapshot()
+        n = len(self.envs)
+        out = {qualified_name(e, k, n): v for e, tracker in self.trackers.items() for k, v in tracker.snapshot().items()}
         out.update(self.cu.metrics())
         out.update({
             "pu_loss": float(self.stats["pu_loss"]),
@@ -261,7 +268,8 @@ class Engine:
 
     def task_summary(self) -> Dict[str, object]:
         """Every declared KPI's value for summary.json (`kpi_registry.summarise`; DESIGN.md section 7)."""
-        end = self.kpis.at_end()
+        n = len(self.envs)
+        end = {qualified_name(e, k, n): v for e, tracker in self.trackers.items() for k, v in tracker.at_end().items()}
         if self.cfg.evaluation.interval:
             ev = self.evaluator
             end.update({"best_max_length_reliable": ev.best_reliable, "evaluated_at": ev.evaluated_at,
@@ -282,7 +290,7 @@ class Engine:
             "meta": self.world.meta.clone(),
             "obs": self.obs.clone(),
             "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
-            "kpis": self.kpis.state_dict(),
+            "kpis": {name: tracker.state_dict() for name, tracker in self.trackers.items()},
             "stats": dict(self.stats),
             "evaluation": self.evaluator.state_dict(),
             "rng": global_state(),
@@ -301,7 +309,8 @@ class Engine:
         self.world.meta = state["meta"].clone()
         self.obs = state["obs"].clone()
         self.obs_writers = {n: list(w) for n, w in state["obs_writers"].items()}
-        self.kpis.load_state_dict(state["kpis"])
+        for name, tracker in self.trackers.items():
+            tracker.load_state_dict(state["kpis"][name])
         self.stats = dict(state["stats"])
         if "evaluation" in state:  # checkpoints written before evaluation existed have none
             self.evaluator.load_state_dict(state["evaluation"])

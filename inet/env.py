@@ -44,6 +44,7 @@ class TaskEnd:
     reward: torch.Tensor  # total reward of the instance
     extras: Dict[str, torch.Tensor] = field(default_factory=dict)  # per-task KPIs (bool)
     lanes: torch.Tensor | None = None  # the lanes these instances ran in
+    env: str = ""  # the Environment that posed them
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Step:
     terminal: torch.Tensor  # [B] bool
     losses: List[Tuple[str, List[int], torch.Tensor, List[int], Callable]] = field(default_factory=list)
     ended: List[TaskEnd] = field(default_factory=list)
+    env_reward: Dict[str, torch.Tensor] = field(default_factory=dict)  # each Environment's part of `reward`
 
     def add_loss(self, node: str, lanes: List[int], loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Put a loss on `node` in `lanes`: `loss(value[len(lanes), *shape])` -> loss summed over lanes.
@@ -228,11 +230,12 @@ class Environment:
             self.fail(timed_out.nonzero().squeeze(1), self.reward.timeout_penalty)
         self.task_reward += self._r
         step.reward += self._r
+        step.env_reward[self.name] = self._r
         if self._ended.any():
             lanes = self._ended.nonzero().squeeze(1)
             step.terminal |= self._ended
             step.ended.append(TaskEnd(self._success[lanes], self._submitted[lanes], self.task_reward[lanes],
-                                      {k: v[lanes] for k, v in self._extras.items()}, lanes))
+                                      {k: v[lanes] for k, v in self._extras.items()}, lanes, self.name))
             self.task_ended(lanes, self._success[lanes])
             self.task_reward[lanes] = 0.0
             self.age[lanes] = 0

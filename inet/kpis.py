@@ -3,9 +3,11 @@ rolling means over iterations and over task instances."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
-from .env import Step
+import torch
+
+from .env import TaskEnd
 
 CONVERGED = 0.95  # task_success that counts as converged
 
@@ -41,7 +43,7 @@ class Rolling:
 
 
 class KPITracker:
-    """reward_per_iteration, reward_per_task, task_success, per-task extras, iterations_to_converge."""
+    """One Environment's reward_per_iteration, reward_per_task, task_success, extras, iterations_to_converge."""
 
     def __init__(self, lanes: int, window: int):
         self.lanes = lanes
@@ -53,10 +55,11 @@ class KPITracker:
         self.tasks = 0
         self.converged_at: Optional[int] = None
 
-    def update(self, iteration: int, step: Step) -> None:
-        """Account one lockstep iteration that ended at lane-iteration `iteration`."""
-        self.reward.extend([step.reward.mean().item()])
-        for end in step.ended:
+    def update(self, iteration: int, reward: torch.Tensor, ended: List[TaskEnd]) -> None:
+        """Account one lockstep iteration that ended at lane-iteration `iteration`: the Environment's
+        reward [B] and the task instances it ended."""
+        self.reward.extend([reward.mean().item()])
+        for end in ended:
             successes = end.success.tolist()
             self.tasks += len(successes)
             submitted = end.submitted.tolist()

@@ -67,11 +67,16 @@ def test_a_code_executing_checkpoint_is_refused_and_its_code_never_runs(finished
 
 
 def as_format_3(path: Path) -> None:
-    """Rewrite a format-4 checkpoint as inet wrote format 3: NumPy's RNG state as its legacy tuple with an array."""
+    """Rewrite a format-4 checkpoint as inet wrote format 3: NumPy's RNG state as its legacy tuple with an
+    array, the CU without `cu._target_`/`cu.params` or its own iteration count, one KPI tracker."""
     state = torch.load(path, weights_only=True)
     n = state["engine"]["rng"]["numpy"]
     state["engine"]["rng"]["numpy"] = ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                                        n["gauss"])
+    for key in ("cu._target_", "cu.params"):
+        del state["config"][key]
+    del state["engine"]["cu"]["iteration"]
+    (state["engine"]["kpis"],) = state["engine"]["kpis"].values()
     state["format"] = 3
     torch.save(state, path)
 

@@ -21,13 +21,15 @@ from inet.runner import run
 
 
 def toy_config(envs=("toy",), **top) -> RunConfig:
-    """An IN for tests/toy_kpi_task.py: n0 -> pu0 -> n1 per Environment, a scripted CU."""
+    """An IN for tests/toy_kpi_task.py: n0 -> pu0 -> n1 per Environment; a scripted CU with one
+    Environment (a script acts on one), the DQN with several."""
     nodes = {f"{e}_{n}": NodeConfig() for e in envs for n in ("in", "out")}
     pus = {("pu0" if i == 0 else f"pu{i}"): PUConfig(inputs=[f"{e}_in"], outputs=[f"{e}_out"])
            for i, e in enumerate(envs)}
     envs_cfg = {e: EnvConfig(_target_="toy_kpi_task.Echo", inputs=[f"{e}_in"], outputs=[f"{e}_out"]) for e in envs}
+    script = "toy_kpi_task.teacher" if len(envs) == 1 else None
     return RunConfig(name="toy/echo", nodes=nodes, pus=pus, envs=envs_cfg,
-                     cu=CUConfig(script="toy_kpi_task.teacher", inputs=["history", "signals"]), **top)
+                     cu=CUConfig(script=script, inputs=["history", "signals"]), **top)
 
 
 def toy_run(run_dir, overrides=()):

@@ -1,0 +1,62 @@
+"""Several Environments in one IN: one CU serves them all; each has its own rewards, task instances,
+curriculum and KPIs, named `<env>/<kpi>` in every output."""
+import json
+import signal
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from inet.cli import compose
+from inet.config import ConfigError
+from inet.engine import Engine
+from inet.runner import RunInterrupted, run
+
+MULTI = ["experiment=multi/multitask_reduce", "iterations=1200", "log_interval=200", "checkpoint_interval=400",
+         "progress=false", "seed=3"]
+
+
+def test_each_environment_keeps_its_own_rewards_and_task_instances():
+    engine = Engine(compose(MULTI))
+    ended = {"multitask": 0, "reduce": 0}
+    while engine.iteration < 600:
+        step = engine.step()
+        assert (step.env_reward["multitask"] + step.env_reward["reduce"]).equal(step.reward)
+        for end in step.ended:
+            ended[end.env] += len(end.lanes)
+    assert engine.trackers["multitask"].tasks == ended["multitask"] > 0
+    assert engine.trackers["reduce"].tasks == ended["reduce"] > 0
+    m = engine.metrics()
+    assert m["multitask/tasks"] == ended["multitask"] and m["reduce/tasks"] == ended["reduce"]
+    assert "task_success" not in m and m["reduce/curriculum_length"] >= 1
+
+
+def test_prefixed_kpis_reach_every_output_and_a_resume_is_exact(tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    run(compose(MULTI), full, "config: test\n")
+    header = (full / "kpis.csv").read_text().splitlines()[0].split(",")
+    assert {"multitask/task_success", "reduce/task_success", "reduce/curriculum_length"} <= set(header)
+    summary = json.loads((full / "summary.json").read_text())
+    assert {"multitask/iterations_to_converge", "reduce/max_length_reached"} <= set(summary)
+    acc = EventAccumulator(str(full / "tb"))
+    acc.Reload()
+    assert {"charts/multitask/task_success", "charts/reduce/task_success"} <= set(acc.Tags()["scalars"])
+    cut = tmp_path / "cut"
+    original = Engine.step
+
+    def step(self):
+        out = original(self)
+        if self.iteration == 700:
+            signal.raise_signal(signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(Engine, "step", step)
+    with pytest.raises(RunInterrupted):
+        run(compose(MULTI), cut, "config: test\n")
+    monkeypatch.undo()
+    run(compose([*MULTI, "resume=true"]), cut, "config: test\n")
+    assert (cut / "kpis.csv").read_bytes() == (full / "kpis.csv").read_bytes()
+
+
+def test_a_teacher_for_one_of_several_environments_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="training_wheels.teacher: a teacher or script acts on one Environment"):
+        compose([*MULTI, "training_wheels.teacher=inet.tasks.multitask.teacher", "training_wheels.iterations=10"])
