@@ -1,27 +1,19 @@
 """The `inet` command. `inet run [overrides]` is a Hydra app; configs become plain dataclasses here.
 
-This module is the only place that touches Hydra: it registers the schema,
-composes YAML + overrides, converts the result to `RunConfig` and hands it to the
-runner.
+Composition (schema, YAML + overrides -> validated RunConfig) lives in inet/compose.py;
+this module handles the arguments, runs, reports and viewers, and sweep jobs.
 """
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .config import ConfigError, RunConfig
+from .compose import CONFIG_DIR, compose, config_yaml, override_key, register_schema, to_run_config
+from .config import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-# config groups whose options belong to one Environment: `reward@envs.<env>.reward=<option>`
-ENV_GROUPS = ("reward", "curriculum")
-# the maps of named entries that overrides may add to: `+pus.pu3={kind: mlp, ...}`, `+pus.pu3.kind=mlp`
-ENTRY_MAPS = ("nodes", "pus", "envs")
 USAGE = """usage: inet <command> [args]
 
 commands:
@@ -32,122 +24,6 @@ commands:
                              (OUT defaults to the first DIR)
   viz RUN_DIR                write RUN_DIR/viewer.html, the run viewer (one offline page)
 """
-
-
-@dataclass
-class HydraRunConfig(RunConfig):
-    """RunConfig as Hydra composes it: `nodes`, `pus` and `envs` are plain maps.
-
-    OmegaConf refuses to assign a dict to a new entry of a typed map ("dict is not a
-    subclass of PUConfig"), which is what Hydra does for `+pus.pu3=...`. Plain maps take
-    any entry; `to_run_config` builds each through its dataclass (so its defaults apply)
-    and refuses an unknown key there, naming it (`pus.pu3.kindd`).
-    """
-
-    nodes: Dict[str, Any] = field(default_factory=dict)
-    pus: Dict[str, Any] = field(default_factory=dict)
-    envs: Dict[str, Any] = field(default_factory=dict)
-
-
-def _register_schema() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    schema = OmegaConf.structured(HydraRunConfig)
-    for key in ENTRY_MAPS:  # not struct, so that `pus.pu1.freeze=true` needs no `+` where the YAML omits it
-        OmegaConf.set_struct(schema[key], False)
-    ConfigStore.instance().store(name="schema", node=schema)
-
-
-def to_run_config(cfg: DictConfig) -> RunConfig:
-    """Composed config -> validated RunConfig. Raises ConfigError naming the key."""
-    from .config import validate
-
-    try:
-        typed = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.to_container(cfg, resolve=True))
-        run_cfg = OmegaConf.to_object(typed)
-    except OmegaConfBaseException as e:
-        raise ConfigError(_schema_error(e)) from None
-    validate(run_cfg)
-    return run_cfg
-
-
-def config_yaml(cfg: RunConfig) -> str:
-    """The run's full config (every key, defaults included) as YAML."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def _schema_error(e: OmegaConfBaseException) -> str:
-    """`key: what is wrong`; an unknown key lists the keys its place has."""
-    key = getattr(e, "full_key", None)
-    if not key:
-        return explain(e)
-    message = str(e).splitlines()[0]
-    if isinstance(e, ConfigKeyError) and is_dataclass(getattr(e, "object_type", None)):
-        known = sorted(f.name for f in fields(e.object_type))
-        message = f"unknown key; {e.object_type.__name__} has {', '.join(known)}"
-    return f"{key}: {message}"
-
-
-def compose(overrides: Sequence[str] = ()) -> RunConfig:
-    """Compose configs/ with overrides as `inet run` would, without Hydra's run directory."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    _register_schema()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        try:
-            cfg = hydra_compose("config", overrides=list(overrides))
-        except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(explain(e)) from None
-    return to_run_config(cfg)
-
-
-def group_options(group: str) -> List[str]:
-    """The options of a config group under configs/, sorted; nested ones as `family/variant`."""
-    root = CONFIG_DIR / group
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
-
-
-def _unknown_option(e: BaseException) -> Optional[str]:
-    """`group: no option 'x'; choose one of: a, b` for an option that does not exist, else None."""
-    from hydra.errors import MissingConfigException
-
-    if not isinstance(e, MissingConfigException) or not e.missing_cfg_file:
-        return None
-    named = re.search(r"Available options in '([^']+)'", str(e))
-    group = named.group(1) if named else e.missing_cfg_file.split("/")[0]
-    # Hydra lists only the group folder's own files; experiments sit one folder deeper
-    options = sorted(set(e.options or []) | set(group_options(group)))
-    if not options:
-        return None
-    option = e.missing_cfg_file[len(group) + 1:]
-    return f"{group}: no option '{option}'; choose one of: {', '.join(options)}"
-
-
-def explain(e: BaseException) -> str:
-    """Hydra's message plus its cause (which holds the key and the bad value), minus misleading hints."""
-    unknown = _unknown_option(e)
-    if unknown is not None:
-        return unknown
-    lines = [ln for ln in str(e).splitlines() if not ln.startswith("To append to your config")]
-    cause = e.__cause__ or e.__context__
-    if cause is not None and str(cause) not in str(e):
-        lines.append(str(cause).splitlines()[0])
-    found = re.search(r"Could not override '([^']+)'|full_key: (\S+)$", "\n".join(lines), re.M)
-    key = (found.group(1) or found.group(2)) if found else ""
-    if key in ENV_GROUPS:  # `reward=harsh` or `+reward=harsh`: the option has no environment to go to
-        lines = [ln for ln in lines if not ln.startswith("To append to your default list")]
-        lines.append(f"`{key}` options are placed per environment: {key}@envs.<env>.{key}=<option> "
-                     f"(options: {', '.join(group_options(key))})")
-    elif any(ln.startswith("Could not override") for ln in lines) and not (key and (CONFIG_DIR / key).is_dir()):
-        lines.append("The key is not in the schema: check its spelling; `inet run --cfg job` prints every key.")
-    return "\n".join(lines)
-
-
-def override_key(arg: str) -> str:
-    """The key of a Hydra override: `+a.b=1` -> `a.b`."""
-    return arg.split("=", 1)[0].lstrip("+~")
 
 
 def _value(argv: Sequence[str], key: str) -> Optional[str]:
@@ -167,7 +43,7 @@ def prepare(argv: List[str]) -> List[str]:
     """
     if any(a.startswith("-") for a in argv):
         return argv
-    from .runner import require_new_run_dir
+    from .run.runner import require_new_run_dir
 
     run_dir = _value(argv, "hydra.run.dir")
     resume = (_value(argv, "resume") or "false").lower() in ("true", "yes", "on", "1")
@@ -184,7 +60,7 @@ def prepare(argv: List[str]) -> List[str]:
         require_new_run_dir(Path(run_dir))
     cfg = compose([a for a in argv if not override_key(a).startswith("hydra")])
     if resume:
-        from . import checkpoint
+        from .run import checkpoint
 
         checkpoint.load(Path(run_dir) / checkpoint.FILENAME, cfg)
     return argv
@@ -196,14 +72,14 @@ def _hydra_run(argv: List[str]) -> None:
     from hydra.types import RunMode
 
     from .guards import NonFiniteError
-    from .runner import RunInterrupted, RunWriteFailed, run
+    from .run.runner import RunInterrupted, RunWriteFailed, run
 
     try:
         argv = prepare(argv)
     except ConfigError as e:
         print(f"inet: config error: {e}", file=sys.stderr)
         sys.exit(2)
-    _register_schema()
+    register_schema()
 
     @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="config")
     def app(cfg: DictConfig) -> None:
@@ -234,8 +110,8 @@ def _hydra_run(argv: List[str]) -> None:
 def _sweep_job(cfg: DictConfig, hc: DictConfig) -> None:
     """One job of a sweep. A failure is recorded in the sweep directory and the job returns, so the
     launcher runs every other job; `SweepFailures` then makes `inet run -m` exit 1."""
-    from .runner import run
-    from .sweep import record_failure
+    from .analysis.sweep import record_failure
+    from .run.runner import run
 
     try:
         run_cfg = to_run_config(cfg)
@@ -256,7 +132,7 @@ def _sweep_failures_callback():
 
     class SweepFailures(Callback):
         def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
-            from .sweep import FAILURES_MD, load_failures
+            from .analysis.sweep import FAILURES_MD, load_failures
 
             sweep_dir = Path(config.hydra.sweep.dir)
             records = load_failures(sweep_dir)
@@ -276,7 +152,7 @@ def _fail(message: str) -> None:
 
 
 def _viz(args: List[str]) -> None:
-    from .viz import NotARunError, write_viewer
+    from .analysis.viz import NotARunError, write_viewer
 
     if len(args) != 1 or args[0].startswith("-"):
         _fail(f"viz takes one run directory, got {args}\n\n{USAGE}")
@@ -288,7 +164,7 @@ def _viz(args: List[str]) -> None:
 
 
 def _report(args: List[str]) -> None:
-    from .report import ReportError, write_report
+    from .analysis.report import ReportError, write_report
 
     out: Optional[str] = None
     dirs: List[str] = []

@@ -26,11 +26,8 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, validate
 from .cu import ActInfo, Learner, Transition, build_learner
-from .env import Environment, Step
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
-from .kpi_registry import DIAGNOSTICS, KPI, declared_kpis, learner_kpis, qualified, qualified_name, summarise
-from .kpis import KPITracker
 from .nodes import ENV, Nodes
 from .pretrain import pretrain
 from .pu_optim import PUOptimizer
@@ -38,6 +35,9 @@ from .pus import build_pu, import_object
 from .rng import global_state, seed_everything, set_global_state
 from .rollout import Action, Rollout
 from .tape import Tape
+from .tasks.env import Environment, Step
+from .tasks.kpi_registry import DIAGNOSTICS, KPI, declared_kpis, learner_kpis, qualified, qualified_name, summarise
+from .tasks.kpis import KPITracker
 
 
 class Engine:
@@ -243,7 +243,7 @@ class Engine:
         return [qualified(name, k, n) for name, env in self.envs.items() for k in declared_kpis(env, self.cfg)]
 
     def diagnostics(self) -> List[KPI]:
-        """How training goes: the learner's metrics, then the engine's own (inet/kpi_registry.py)."""
+        """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
         return [*learner_kpis(self.cu), *DIAGNOSTICS]
 
     def metrics(self) -> Dict[str, float]:

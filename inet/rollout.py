@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CUConfig, PUConfig
-from .env import Environment, Step, lanes_by_action
 from .guards import finite
 from .nodes import ENV, Nodes, every_lane
 from .pus import run_pu
 from .tape import Tape
+from .tasks.env import Environment, Step, lanes_by_action
 
 Action = Tuple[Optional[str], str]  # (Environment name, action) or (None, PU name)
 

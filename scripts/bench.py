@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
 
 

@@ -21,7 +21,7 @@ from typing import List
 import pandas as pd
 import torch
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
 
 

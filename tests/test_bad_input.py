@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from inet import checkpoint
-from inet.cli import compose, prepare
+from inet.cli import prepare
+from inet.compose import compose
 from inet.config import ConfigError
-from inet.runner import run
+from inet.run import checkpoint
+from inet.run.runner import run
 
 CLI = [sys.executable, "-m", "inet.cli", "run"]
 

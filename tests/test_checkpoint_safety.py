@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from inet import checkpoint
-from inet.cli import compose, prepare
+from inet.cli import prepare
+from inet.compose import compose
 from inet.config import ConfigError
 from inet.engine import Engine
-from inet.runner import RunInterrupted, run
+from inet.run import checkpoint
+from inet.run.runner import RunInterrupted, run
 
 BASE = ["experiment=reduce/xor", "iterations=1200", "log_interval=200", "checkpoint_interval=400", "progress=false",
         "evaluation.interval=400", "evaluation.instances=10", "evaluation.lengths=[1,2]", "seed=2"]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from inet.cli import CONFIG_DIR, compose, group_options
+from inet.compose import CONFIG_DIR, compose, group_options
 from inet.config import ConfigError, CUConfig, CurriculumConfig, EnvConfig, NodeConfig, PUConfig, RewardConfig, RunConfig
 
 ENTRY_DEFAULTS = {"nodes": NodeConfig, "pus": PUConfig, "envs": EnvConfig}

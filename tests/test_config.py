@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.config import ConfigError
 from inet.engine import Engine
 

@@ -5,14 +5,14 @@ import math
 import pytest
 import torch
 
-from inet import checkpoint
 from inet import rollout as rollout_module
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
-from inet.env import Step
 from inet.guards import NonFiniteError
-from inet.runner import run
+from inet.run import checkpoint
+from inet.run.runner import run
 from inet.tape import Tape
+from inet.tasks.env import Step
 
 OVERRIDES = ["experiment=multitask/base", "iterations=1500", "log_interval=100", "checkpoint_interval=300",
              "progress=false", "seed=1"]

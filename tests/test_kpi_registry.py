@@ -9,15 +9,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from inet import kpi_registry, viz
-from inet.cli import compose
+from inet.analysis import viz
+from inet.analysis.report import write_report
+from inet.compose import compose
 from inet.config import CUConfig, EnvConfig, NodeConfig, PUConfig, RunConfig, TraceConfig
 from inet.engine import Engine
-from inet.kpi_registry import KPI, declared_kpis, qualified
-from inet.logger import RunLogger
-from inet.plots import plot_run
-from inet.report import write_report
-from inet.runner import run
+from inet.run.logger import RunLogger
+from inet.run.plots import plot_run
+from inet.run.runner import run
+from inet.tasks import kpi_registry
+from inet.tasks.kpi_registry import KPI, declared_kpis, qualified
 
 
 def toy_config(envs=("toy",), **top) -> RunConfig:

@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
 
 

@@ -4,13 +4,13 @@ import signal
 import pytest
 import torch
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.config import ConfigError, CUConfig
 from inet.cu import Learner, Transition
 from inet.cu.dqn import DQN
 from inet.cu.qr_dqn import QRDQN, quantile_huber_loss
 from inet.engine import Engine
-from inet.runner import RunInterrupted, run
+from inet.run.runner import RunInterrupted, run
 
 SHORT = ["experiment=multitask/cu_inputs", "iterations=1200", "log_interval=200", "checkpoint_interval=400",
          "progress=false", "seed=1"]

@@ -8,7 +8,7 @@ to the end of the run).
 """
 import pytest
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
 
 SEEDS = [0, 1, 2]

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.config import ConfigError, CUConfig, EnvConfig, NodeConfig, PUConfig, RunConfig, TapeConfig, validate
 from inet.cu.dqn import DQN
 from inet.engine import Engine

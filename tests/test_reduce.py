@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.config import CurriculumConfig
-from inet.curriculum import Curriculum
 from inet.engine import Engine
 from inet.evaluation import evaluation_generator, success_at_length
 from inet.nodes import snap
+from inet.tasks.curriculum import Curriculum
 from inet.tasks.reduce import reduce_target
 
 EXACT = ["pus.pu1.kind=custom", "+pus.pu1._target_=inet.tasks.reduce.ExactReductor", "pus.pu0.kind=mover",

@@ -11,10 +11,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from inet import checkpoint
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
-from inet.runner import RunInterrupted, run
+from inet.run import checkpoint
+from inet.run.runner import RunInterrupted, run
 
 BASE = ["experiment=multitask/base", "iterations=2000", "log_interval=250", "checkpoint_interval=500",
         "progress=false"]

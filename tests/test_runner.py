@@ -53,7 +53,7 @@ def test_tensorboard_tags_use_stable_prefixes_and_log_the_config(run_dir):
 
 
 def test_saved_pu_loads_back_as_pretrained(run_dir):
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.engine import Engine
 
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
@@ -65,7 +65,7 @@ def test_saved_pu_loads_back_as_pretrained(run_dir):
 
 
 def test_freeze_keeps_pretrained_weights_fixed_during_the_run():
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.engine import Engine
 
     engine = Engine(compose(["experiment=multitask/pretrained", "pus.pu1.freeze=true"]))
@@ -80,7 +80,7 @@ def test_freeze_keeps_pretrained_weights_fixed_during_the_run():
 def test_training_wheels_reward_in_replay(mode):
     """replace: 1 for the teacher's action, else 0; anneal: the task's reward plus a bonus
     for the teacher's action that falls linearly from 1 to 0 over the wheels' iterations."""
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.engine import Engine
     from inet.tasks.multitask import teacher
     cfg = compose(["experiment=multitask/base", "iterations=400", "cu.exploration_fraction=0.5",
@@ -107,7 +107,7 @@ def test_training_wheels_reward_in_replay(mode):
 def test_lead_training_wheels_take_the_teachers_action_unless_exploring():
     """lead: during the wheels every lane takes the teacher's action except where the CU explores (a
     random action), and the reward in replay is the task's own; afterwards the CU acts on its own."""
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.engine import Engine
     from inet.tasks.multitask import teacher
     cfg = compose(["experiment=multitask/base", "iterations=400", "lanes=4", "cu.exploration_fraction=0.5",

@@ -4,7 +4,7 @@ import io
 import pytest
 import torch
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.engine import Engine
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.config import CUConfig, EnvConfig, NodeConfig, PUConfig, RunConfig, TapeConfig
 from inet.engine import Engine
 

@@ -44,9 +44,9 @@ def test_trace_records_the_configured_windows(run_dir):
 
 
 def test_trace_does_not_change_training(tmp_path):
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.engine import Engine
-    from inet.trace import TraceRecorder
+    from inet.run.trace import TraceRecorder
 
     cfg = compose(["experiment=multitask/base", "iterations=400", "trace.interval=50", "trace.window=20"])
     plain, traced = Engine(cfg), Engine(cfg)
@@ -124,9 +124,9 @@ def test_resumed_run_records_the_same_trace(tmp_path, monkeypatch):
     """SIGTERM inside a trace window, then resume=true: trace/ equals an uninterrupted run's, byte for byte."""
     import signal
 
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.engine import Engine
-    from inet.runner import RunInterrupted, run
+    from inet.run.runner import RunInterrupted, run
 
     overrides = ["experiment=multitask/base", "iterations=1000", "log_interval=200", "checkpoint_interval=300",
                  "trace.interval=400", "trace.window=150", "progress=false", "seed=2"]
@@ -154,7 +154,7 @@ def test_resumed_run_records_the_same_trace(tmp_path, monkeypatch):
 
 
 def test_show_displays_inline_in_jupyter(run_dir):
-    from inet.viz import show
+    from inet.analysis.viz import show
 
     html = show(run_dir)._repr_html_()
     assert html.startswith("<iframe srcdoc=") and "&lt;script&gt;" in html and "</script>" not in html
@@ -163,7 +163,7 @@ def test_show_displays_inline_in_jupyter(run_dir):
 @pytest.mark.parametrize("override, key", [("trace.interval=0", "trace.interval"), ("trace.window=0", "trace.window"),
                                            ("trace.window=20000", "trace.window"), ("trace.lane=1", "trace.lane")])
 def test_trace_settings_are_validated(override, key):
-    from inet.cli import compose
+    from inet.compose import compose
     from inet.config import ConfigError
 
     with pytest.raises(ConfigError, match=f"^{key}:"):
@@ -172,7 +172,7 @@ def test_trace_settings_are_validated(override, key):
 
 def test_network_layout_of_a_task_with_env_actions_and_a_memory_loop():
     """Fig. 1 for a reduce-like IN: env action `next`, a PU reading and writing the same node, a CU-visible node."""
-    from inet.viz import network
+    from inet.analysis.viz import network
 
     config = {"nodes": {"n0": {}, "n1": {}, "n2": {"cu_visible": True}},
               "pus": {"pu0": {"inputs": ["n2"], "outputs": ["n1"]}, "pu1": {"inputs": ["n0", "n2"], "outputs": ["n2"]},

@@ -11,9 +11,9 @@ import pytest
 import torch
 from tensorboard.summary.writer import record_writer
 
-from inet import checkpoint, files
-from inet.cli import compose
-from inet.runner import RunWriteFailed, run
+from inet.compose import compose
+from inet.run import checkpoint, files
+from inet.run.runner import RunWriteFailed, run
 
 BASE = ["experiment=multitask/base", "iterations=1200", "log_interval=200", "checkpoint_interval=400",
         "progress=false", "seed=4", "trace.interval=400", "trace.window=60"]

@@ -4,8 +4,8 @@ from typing import Dict
 
 import torch
 
-from inet.env import KPI_FIGURE, Environment, Step
-from inet.kpi_registry import KPI, MAIN_TABLE, Panel
+from inet.tasks.env import KPI_FIGURE, Environment, Step
+from inet.tasks.kpi_registry import KPI, MAIN_TABLE, Panel
 
 
 class Echo(Environment):

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import CUConfig
 from ..guards import finite
-from ..kpi_registry import EXPLORATION, KPI, LOSSES
+from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
 from .protocol import ActInfo, Transition
 from .replay import ReplayBuffer
 

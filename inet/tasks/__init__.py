@@ -1,1 +1,1 @@
-"""Tasks: one Environment subclass per module, with its teacher and pre-training data."""
+"""Tasks: the Environment base (env.py), one Environment subclass per module with its teacher and pre-training data, the curriculum, and the KPIs (kpi_registry.py, kpis.py)."""

@@ -19,8 +19,8 @@ from typing import Tuple
 
 import torch
 
-from ..env import TASK_SUCCESS_PANEL, Environment, Step
-from ..kpi_registry import KPI, MAIN_TABLE
+from .env import TASK_SUCCESS_PANEL, Environment, Step
+from .kpi_registry import KPI, MAIN_TABLE
 
 ROUTE = {"first": "pu0", "a_greater": "pu1", "b_greater": "pu2"}
 

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, RunConfig
-from ..curriculum import Curriculum
-from ..env import Environment, Step
-from ..kpi_registry import KPI, Panel
+from .curriculum import Curriculum
+from .env import Environment, Step
+from .kpi_registry import KPI, Panel
 
 FUNCTIONS = ("constant", "last", "and", "or", "xor")
 ROUTE = {"reset": "pu2", "reduce": "pu1", "submit": "pu0"}

@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..config import ConfigError
-from ..env import Environment, Step
+from .env import Environment, Step
 
 
 class Regression(Environment):

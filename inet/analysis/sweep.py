@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import List
 
-from .files import write_atomic
+from ..run.files import write_atomic
 
 FAILURES_DIR = "failures"
 FAILURES_MD = "failures.md"

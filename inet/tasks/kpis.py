@@ -1,4 +1,4 @@
-"""KPI windows (DESIGN.md section 7): the values of the KPIs every task has (declared in inet/env.py),
+"""KPI windows (DESIGN.md section 7): the values of the KPIs every task has (declared in inet/tasks/env.py),
 rolling means over iterations and over task instances."""
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .config import TraceConfig
-from .engine import Engine
-from .env import Step
+from ..config import TraceConfig
+from ..engine import Engine
+from ..tasks.env import Step
 from .files import AppendFile, csv_lines, write_atomic
 
 TRACE_DIR = "trace"

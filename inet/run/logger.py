@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from ..tasks.kpi_registry import KPI, panels
 from .files import AppendFile, OutputWriteError, csv_lines, write_atomic
-from .kpi_registry import KPI, panels
 
 KPI_CATEGORY, LEARNING_CATEGORY = "KPIs", "Learning"  # the custom-scalars categories: task KPIs, diagnostics
 
@@ -94,11 +94,11 @@ class RunLogger:
 
     def log(self, iteration: int, row: Dict[str, float]) -> None:
         """One row: every metric to TensorBoard (flushed, so a failed write shows now), all but
-        wall-clock ones to kpis.csv (whole lines only, see inet/files.py)."""
+        wall-clock ones to kpis.csv (whole lines only, see inet/run/files.py)."""
         undeclared = [k for k in row if k not in self.declared]
         if undeclared:
             raise ValueError(f"metric '{undeclared[0]}' is not declared: declare it in its task's `kpis` "
-                             "(inet/env.py), its learner's `kpis` (inet/cu/) or DIAGNOSTICS (inet/kpi_registry.py)")
+                             "(inet/tasks/env.py), its learner's `kpis` (inet/cu/) or DIAGNOSTICS (inet/tasks/kpi_registry.py)")
         try:
             for k, v in row.items():
                 if self.declared[k].tag:

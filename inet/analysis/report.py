@@ -1,7 +1,7 @@
 """`inet report DIR...`: aggregate runs into report.md, report.csv and plots/.
 
 Every run directory under the given directories (one holding `.hydra/config.yaml`)
-is read: `kpis.json` (the KPIs its tasks declared, inet/kpi_registry.py),
+is read: `kpis.json` (the KPIs its tasks declared, inet/tasks/kpi_registry.py),
 `summary.json` (final KPIs), `kpis.csv` (curves), `.hydra/config.yaml` (`name`,
 `seed`) and `.hydra/overrides.yaml`. Runs are grouped into experiment variants:
 the experiment name plus every override except the seed and those that cannot
@@ -10,7 +10,7 @@ change results (`progress`, `threads`, `checkpoint_interval`, `resume`,
 mean, standard deviation and the 95% interval of the mean (Student t), the best
 variant by the KPI's `better` direction, and the paper's figure where one exists.
 Runs without `summary.json` (stopped, crashed or still running), failures
-recorded by a sweep (`failures/*.json`, inet/sweep.py) and seeds that other
+recorded by a sweep (`failures/*.json`, inet/analysis/sweep.py) and seeds that other
 variants have but a variant lacks are listed as missing.
 """
 from __future__ import annotations
@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from . import kpi_registry  # noqa: E402
-from .cli import override_key  # noqa: E402
-from .env import ITERATIONS_TO_CONVERGE  # noqa: E402
-from .kpi_registry import KPI  # noqa: E402
+from ..compose import override_key  # noqa: E402
+from ..tasks import kpi_registry  # noqa: E402
+from ..tasks.env import ITERATIONS_TO_CONVERGE  # noqa: E402
+from ..tasks.kpi_registry import KPI  # noqa: E402
 from .sweep import load_failures  # noqa: E402
 
 RUN_NUMBERS = ("iterations", "iterations_per_second", "wall_seconds")  # the runner's own, in every summary.json

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .config import CurriculumConfig
+from ..config import CurriculumConfig
 
 
 class Curriculum:

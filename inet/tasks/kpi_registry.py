@@ -5,8 +5,8 @@ has, a subclass its own in a class attribute `kpis` (added to its bases'), and
 `Environment.config_kpis(run)` those that depend on the configuration (reduce's
 per-length evaluation). `declared_kpis` collects them; `Engine.declared_kpis()`
 names them for the run with `qualified`. Everything that shows KPIs reads these
-declarations: kpis.csv and TensorBoard (inet/logger.py), summary.json
-(`summarise`), the run's plots (inet/plots.py) and, through the run's kpis.json,
+declarations: kpis.csv and TensorBoard (inet/run/logger.py), summary.json
+(`summarise`), the run's plots (inet/run/plots.py) and, through the run's kpis.json,
 `inet report` and the viewer. The engine's and runner's own metrics
 (`DIAGNOSTICS`: TD loss, epsilon, tape size...) are declared the same way, here.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    from ..config import RunConfig
     from .env import Environment
 
 FILENAME = "kpis.json"  # the run's declared KPIs, beside kpis.csv

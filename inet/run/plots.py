@@ -1,6 +1,6 @@
 """Plots of a run's KPI curves, like the paper's Fig. 9-12 but honest about what they show.
 
-Each figure, panel and line comes from the declared KPIs' `plot` (inet/kpi_registry.py):
+Each figure, panel and line comes from the declared KPIs' `plot` (inet/tasks/kpi_registry.py):
 plots/<figure>.png has one panel per `Panel`, in declaration order. The paper's
 Fig. 9 plots only the reward per iteration, which drops when the IN finds the
 better two-step route (0.5 per iteration instead of ~0.7 for the one-step local
@@ -21,8 +21,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ..tasks.kpi_registry import KPI, Panel, panels  # noqa: E402
 from .files import render_atomic  # noqa: E402
-from .kpi_registry import KPI, Panel, panels  # noqa: E402
 
 STYLES = ("-", "--", ":", "-.")  # the lines of a panel, in declaration order
 

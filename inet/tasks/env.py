@@ -9,7 +9,7 @@ bootstrapping, the signals `new_instance` and `age` (age / budget), and task-end
 for the KPIs. A task instance ends only through `finish`, `fail` or the timeout;
 the next one starts at once in that lane (the IN never stops).
 
-KPIs (inet/kpi_registry.py): the base class declares those every task has in
+KPIs (inet/tasks/kpi_registry.py): the base class declares those every task has in
 `kpis`; a subclass adds its own in its own `kpis` (values from `metrics()`, or
 per task instance through `finish(..., extras)`), and those that depend on the
 configuration in `config_kpis(run)`.
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 import torch
 
-from .config import ConfigError, EnvConfig
+from ..config import ConfigError, EnvConfig
+from ..nodes import Nodes, every_lane
 from .kpi_registry import KPI, MAIN_TABLE, Panel
-from .nodes import Nodes, every_lane
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    from ..config import RunConfig
 
 KPI_FIGURE = "kpis"  # plots/kpis.png: the KPIs every task has, and a task's own beside them
 TASK_SUCCESS_PANEL = Panel(KPI_FIGURE, "task success")
@@ -86,7 +86,7 @@ class Environment:
 
     actions: Tuple[str, ...] = ()
     task_signals: Tuple[str, ...] = ()  # names of the signals a subclass appends (extra_signals)
-    # The KPIs of every task (values: inet/kpis.py); a subclass's `kpis` adds its own to these.
+    # The KPIs of every task (values: inet/tasks/kpis.py); a subclass's `kpis` adds its own to these.
     kpis: Tuple[KPI, ...] = (
         KPI("task_success", "fraction of the last kpi_window task instances solved", better="higher", rate=True,
             plot=TASK_SUCCESS_PANEL, table=MAIN_TABLE),

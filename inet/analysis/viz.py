@@ -7,7 +7,7 @@ graph and shows node values, the CU's Q-value per action as bars, whether the
 action was random, the reward and the losses; an action-usage heat map (actions x
 training time, which makes a local optimum such as "always pu1" obvious); and the
 KPI curves of `kpis.csv`, one panel per line panel its tasks declared (the run's
-kpis.json, inet/kpi_registry.py). In Jupyter, `show(run_dir)` displays it inline.
+kpis.json, inet/tasks/kpi_registry.py). In Jupyter, `show(run_dir)` displays it inline.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from typing import Dict, List, Tuple
 import pandas as pd
 from omegaconf import OmegaConf
 
-from . import kpi_registry, trace
+from ..run import trace
+from ..tasks import kpi_registry
 
 VIEWER = "viewer.html"
 
@@ -171,7 +172,7 @@ class InlineViewer:
 
 
 def show(run_dir: Path, height: int = 1100) -> InlineViewer:
-    """In Jupyter, `inet.viz.show(run_dir)` as a cell's last line displays the viewer (writing viewer.html too)."""
+    """In Jupyter, `inet.analysis.viz.show(run_dir)` as a cell's last line displays the viewer (writing viewer.html too)."""
     return InlineViewer(write_viewer(Path(run_dir)).read_text(encoding="utf-8"), height)
 
 

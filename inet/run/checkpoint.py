@@ -21,10 +21,10 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from . import __version__
-from .config import ConfigError, RunConfig
+from .. import __version__
+from ..config import ConfigError, RunConfig
+from ..rng import numpy_state
 from .files import save_atomic
-from .rng import numpy_state
 
 FILENAME = "checkpoint.pt"
 FORMAT = 4

@@ -5,7 +5,7 @@ Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
 `summary.json`, `checkpoint.pt` (every `checkpoint_interval` iterations, on
 SIGTERM/SIGINT and at the end; `resume=true` continues from it), `pus/<name>.pt`
 (each PU's weights, loadable with `pretrained:`), `plots/` (one PNG per declared
-figure), `trace/` (recorded windows of iterations for the viewer, inet/trace.py).
+figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace.py).
 """
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from typing import Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from . import __version__
-from . import checkpoint, kpi_registry
-from .config import ConfigError, RunConfig
-from .engine import Engine
+from .. import __version__
+from ..config import ConfigError, RunConfig
+from ..engine import Engine
+from ..guards import NonFiniteError
+from ..tasks import kpi_registry
+from . import checkpoint
 from .files import OutputWriteError, describe, save_atomic, write_atomic
-from .guards import NonFiniteError
 from .logger import RunLogger
 from .plots import plot_run
 from .trace import TraceRecorder

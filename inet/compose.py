@@ -1,0 +1,139 @@
+"""YAML + overrides -> validated RunConfig: the one place that touches Hydra's composition.
+
+It registers the schema, composes configs/ with Hydra overrides and converts the
+result to a validated `RunConfig`, for the `inet` command (inet/cli.py), tests,
+scripts and notebooks alike.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from .config import ConfigError, RunConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# config groups whose options belong to one Environment: `reward@envs.<env>.reward=<option>`
+ENV_GROUPS = ("reward", "curriculum")
+# the maps of named entries that overrides may add to: `+pus.pu3={kind: mlp, ...}`, `+pus.pu3.kind=mlp`
+ENTRY_MAPS = ("nodes", "pus", "envs")
+
+
+@dataclass
+class HydraRunConfig(RunConfig):
+    """RunConfig as Hydra composes it: `nodes`, `pus` and `envs` are plain maps.
+
+    OmegaConf refuses to assign a dict to a new entry of a typed map ("dict is not a
+    subclass of PUConfig"), which is what Hydra does for `+pus.pu3=...`. Plain maps take
+    any entry; `to_run_config` builds each through its dataclass (so its defaults apply)
+    and refuses an unknown key there, naming it (`pus.pu3.kindd`).
+    """
+
+    nodes: Dict[str, Any] = field(default_factory=dict)
+    pus: Dict[str, Any] = field(default_factory=dict)
+    envs: Dict[str, Any] = field(default_factory=dict)
+
+
+def register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    schema = OmegaConf.structured(HydraRunConfig)
+    for key in ENTRY_MAPS:  # not struct, so that `pus.pu1.freeze=true` needs no `+` where the YAML omits it
+        OmegaConf.set_struct(schema[key], False)
+    ConfigStore.instance().store(name="schema", node=schema)
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Composed config -> validated RunConfig. Raises ConfigError naming the key."""
+    from .config import validate
+
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.to_container(cfg, resolve=True))
+        run_cfg = OmegaConf.to_object(typed)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_schema_error(e)) from None
+    validate(run_cfg)
+    return run_cfg
+
+
+def config_yaml(cfg: RunConfig) -> str:
+    """The run's full config (every key, defaults included) as YAML."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _schema_error(e: OmegaConfBaseException) -> str:
+    """`key: what is wrong`; an unknown key lists the keys its place has."""
+    key = getattr(e, "full_key", None)
+    if not key:
+        return explain(e)
+    message = str(e).splitlines()[0]
+    if isinstance(e, ConfigKeyError) and is_dataclass(getattr(e, "object_type", None)):
+        known = sorted(f.name for f in fields(e.object_type))
+        message = f"unknown key; {e.object_type.__name__} has {', '.join(known)}"
+    return f"{key}: {message}"
+
+
+def compose(overrides: Sequence[str] = ()) -> RunConfig:
+    """Compose configs/ with overrides as `inet run` would, without Hydra's run directory."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        try:
+            cfg = hydra_compose("config", overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(explain(e)) from None
+    return to_run_config(cfg)
+
+
+def group_options(group: str) -> List[str]:
+    """The options of a config group under configs/, sorted; nested ones as `family/variant`."""
+    root = CONFIG_DIR / group
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def _unknown_option(e: BaseException) -> Optional[str]:
+    """`group: no option 'x'; choose one of: a, b` for an option that does not exist, else None."""
+    from hydra.errors import MissingConfigException
+
+    if not isinstance(e, MissingConfigException) or not e.missing_cfg_file:
+        return None
+    named = re.search(r"Available options in '([^']+)'", str(e))
+    group = named.group(1) if named else e.missing_cfg_file.split("/")[0]
+    # Hydra lists only the group folder's own files; experiments sit one folder deeper
+    options = sorted(set(e.options or []) | set(group_options(group)))
+    if not options:
+        return None
+    option = e.missing_cfg_file[len(group) + 1:]
+    return f"{group}: no option '{option}'; choose one of: {', '.join(options)}"
+
+
+def explain(e: BaseException) -> str:
+    """Hydra's message plus its cause (which holds the key and the bad value), minus misleading hints."""
+    unknown = _unknown_option(e)
+    if unknown is not None:
+        return unknown
+    lines = [ln for ln in str(e).splitlines() if not ln.startswith("To append to your config")]
+    cause = e.__cause__ or e.__context__
+    if cause is not None and str(cause) not in str(e):
+        lines.append(str(cause).splitlines()[0])
+    found = re.search(r"Could not override '([^']+)'|full_key: (\S+)$", "\n".join(lines), re.M)
+    key = (found.group(1) or found.group(2)) if found else ""
+    if key in ENV_GROUPS:  # `reward=harsh` or `+reward=harsh`: the option has no environment to go to
+        lines = [ln for ln in lines if not ln.startswith("To append to your default list")]
+        lines.append(f"`{key}` options are placed per environment: {key}@envs.<env>.{key}=<option> "
+                     f"(options: {', '.join(group_options(key))})")
+    elif any(ln.startswith("Could not override") for ln in lines) and not (key and (CONFIG_DIR / key).is_dir()):
+        lines.append("The key is not in the schema: check its spelling; `inet run --cfg job` prints every key.")
+    return "\n".join(lines)
+
+
+def override_key(arg: str) -> str:
+    """The key of a Hydra override: `+a.b=1` -> `a.b`."""
+    return arg.split("=", 1)[0].lstrip("+~")
