@@ -6,10 +6,10 @@ import signal
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from inet.cli import compose
+from inet.compose import compose
 from inet.config import ConfigError
 from inet.engine import Engine
-from inet.runner import RunInterrupted, run
+from inet.run.runner import RunInterrupted, run
 
 MULTI = ["experiment=multi/multitask_reduce", "iterations=1200", "log_interval=200", "checkpoint_interval=400",
          "progress=false", "seed=3"]
