@@ -1,6 +1,5 @@
 """Loading a checkpoint never runs code from it (weights_only), and format 3 is migrated exactly."""
 import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,10 @@ import torch
 from inet.cli import prepare
 from inet.compose import compose
 from inet.config import ConfigError
-from inet.engine import Engine
 from inet.run import checkpoint
-from inet.run.runner import RunInterrupted, run
+from inet.run.runner import run
+
+from interrupt import run_until
 
 BASE = ["experiment=reduce/xor", "iterations=1200", "log_interval=200", "checkpoint_interval=400", "progress=false",
         "evaluation.interval=400", "evaluation.instances=10", "evaluation.lengths=[1,2]", "seed=2"]
@@ -84,18 +84,7 @@ def as_format_3(path: Path) -> None:
 
 def test_a_format_3_checkpoint_is_migrated_and_resumes_bit_for_bit(finished, tmp_path, monkeypatch):
     cut = tmp_path / "cut"
-    original = Engine.step
-
-    def step(self):
-        out = original(self)
-        if self.iteration == 700:
-            signal.raise_signal(signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(Engine, "step", step)
-    with pytest.raises(RunInterrupted):
-        run(compose(BASE), cut, "config: test\n")
-    monkeypatch.undo()
+    run_until(monkeypatch, BASE, cut, 700)
     as_format_3(cut / checkpoint.FILENAME)
     assert torch.serialization.get_unsafe_globals_in_checkpoint(cut / checkpoint.FILENAME)  # it needs NumPy
     run(compose([*BASE, "resume=true"]), cut, "config: test\n")

@@ -1,5 +1,4 @@
 """The learner protocol: DQN and QR-DQN behind it, a user's own class, and the check of a class."""
-import signal
 
 import pytest
 import torch
@@ -10,7 +9,9 @@ from inet.cu import Learner, Transition
 from inet.cu.dqn import DQN
 from inet.cu.qr_dqn import QRDQN, quantile_huber_loss
 from inet.engine import Engine
-from inet.run.runner import RunInterrupted, run
+from inet.run.runner import run
+
+from interrupt import run_until
 
 SHORT = ["experiment=multitask/cu_inputs", "iterations=1200", "log_interval=200", "checkpoint_interval=400",
          "progress=false", "seed=1"]
@@ -83,17 +84,6 @@ def test_a_users_learner_runs_logs_and_resumes_exactly_with_no_change_to_inet(tm
     header = (full / "kpis.csv").read_text().splitlines()[0].split(",")
     assert "bandit_best_value" in header and "td_loss" not in header
     cut = tmp_path / "cut"
-    original = Engine.step
-
-    def step(self):
-        out = original(self)
-        if self.iteration == 700:
-            signal.raise_signal(signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(Engine, "step", step)
-    with pytest.raises(RunInterrupted):
-        run(compose(over), cut, "config: test\n")
-    monkeypatch.undo()
+    run_until(monkeypatch, over, cut, 700)
     run(compose([*over, "resume=true"]), cut, "config: test\n")
     assert (cut / "kpis.csv").read_bytes() == (full / "kpis.csv").read_bytes()

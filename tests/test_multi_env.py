@@ -1,7 +1,6 @@
 """Several Environments in one IN: one CU serves them all; each has its own rewards, task instances,
 curriculum and KPIs, named `<env>/<kpi>` in every output."""
 import json
-import signal
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -9,7 +8,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from inet.compose import compose
 from inet.config import ConfigError
 from inet.engine import Engine
-from inet.run.runner import RunInterrupted, run
+from inet.run.runner import run
+
+from interrupt import run_until
 
 MULTI = ["experiment=multi/multitask_reduce", "iterations=1200", "log_interval=200", "checkpoint_interval=400",
          "progress=false", "seed=3"]
@@ -41,18 +42,7 @@ def test_prefixed_kpis_reach_every_output_and_a_resume_is_exact(tmp_path, monkey
     acc.Reload()
     assert {"charts/multitask/task_success", "charts/reduce/task_success"} <= set(acc.Tags()["scalars"])
     cut = tmp_path / "cut"
-    original = Engine.step
-
-    def step(self):
-        out = original(self)
-        if self.iteration == 700:
-            signal.raise_signal(signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(Engine, "step", step)
-    with pytest.raises(RunInterrupted):
-        run(compose(MULTI), cut, "config: test\n")
-    monkeypatch.undo()
+    run_until(monkeypatch, MULTI, cut, 700)
     run(compose([*MULTI, "resume=true"]), cut, "config: test\n")
     assert (cut / "kpis.csv").read_bytes() == (full / "kpis.csv").read_bytes()
 

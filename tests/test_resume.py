@@ -3,7 +3,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inet.compose import compose
-from inet.engine import Engine
 from inet.run import checkpoint
 from inet.run.runner import RunInterrupted, run
+
+from interrupt import stop_at
 
 BASE = ["experiment=multitask/base", "iterations=2000", "log_interval=250", "checkpoint_interval=500",
         "progress=false"]
@@ -51,20 +51,6 @@ def test_same_seed_gives_identical_kpis_and_parameters_different_seed_differs(tm
     assert same_params(a, b)
     assert (a / "kpis.csv").read_bytes() != (c / "kpis.csv").read_bytes()
     assert not same_params(a, c)
-
-
-def stop_at(monkeypatch, k: int) -> None:
-    """Deliver a real SIGTERM to this process right after iteration k."""
-    assert threading.current_thread() is threading.main_thread(), "signal handlers need the main thread"
-    original = Engine.step
-
-    def step(self):
-        out = original(self)
-        if self.iteration == k:
-            signal.raise_signal(signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(Engine, "step", step)
 
 
 # reduce/xor: evaluations (their own generator) at 500, 1000, 1500, 2000 and a curriculum that moves
