@@ -18,7 +18,7 @@ All state lives in `state_dict()` so a run can be saved and restored exactly.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -246,10 +246,14 @@ class Engine:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
         return [*learner_kpis(self.cu), *DIAGNOSTICS]
 
+    def _per_env(self, values: Callable[[str], Dict[str, object]]) -> Dict[str, object]:
+        """`values(env_name)` of every Environment, named by the KPI naming rule (`<env>/<kpi>` with several)."""
+        n = len(self.envs)
+        return {qualified_name(e, k, n): v for e in self.envs for k, v in values(e).items()}
+
     def metrics(self) -> Dict[str, float]:
         """KPIs and training diagnostics at the current iteration (nan: a declared KPI not measured yet)."""
-        n = len(self.envs)
-        out = {qualified_name(e, k, n): v for e, tracker in self.trackers.items() for k, v in tracker.snapshot().items()}
+        out = self._per_env(lambda e: self.trackers[e].snapshot())
         out.update(self.cu.metrics())
         out.update({
             "pu_loss": float(self.stats["pu_loss"]),
@@ -257,8 +261,7 @@ class Engine:
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
         })
-        for name, env in self.envs.items():
-            out.update({qualified_name(name, k, len(self.envs)): v for k, v in env.metrics().items()})
+        out.update(self._per_env(lambda e: self.envs[e].metrics()))
         if self.cfg.evaluation.interval:
             out.update(self.evaluator.metrics(self.first_env.max_trained_length()))
         for k in self.declared_kpis():
@@ -268,8 +271,7 @@ class Engine:
 
     def task_summary(self) -> Dict[str, object]:
         """Every declared KPI's value for summary.json (`kpi_registry.summarise`; DESIGN.md section 7)."""
-        n = len(self.envs)
-        end = {qualified_name(e, k, n): v for e, tracker in self.trackers.items() for k, v in tracker.at_end().items()}
+        end = self._per_env(lambda e: self.trackers[e].at_end())
         if self.cfg.evaluation.interval:
             ev = self.evaluator
             end.update({"best_max_length_reliable": ev.best_reliable, "evaluated_at": ev.evaluated_at,

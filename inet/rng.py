@@ -19,12 +19,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def numpy_state(state: Any) -> Dict[str, Any]:
-    """NumPy's legacy MT19937 state (the tuple or dict `np.random.get_state` returns) as tensors and numbers."""
-    if isinstance(state, tuple):  # ('MT19937', key, pos, has_gauss, cached_gaussian)
-        _, key, pos, has_gauss, gauss = state
-    else:
-        key, pos, has_gauss, gauss = state["state"]["key"], state["state"]["pos"], state["has_gauss"], state["gauss"]
+def numpy_state(state: tuple) -> Dict[str, Any]:
+    """NumPy's legacy MT19937 state (`np.random.get_state()`: name, key, pos, has_gauss, cached_gaussian)
+    as a tensor and numbers."""
+    _, key, pos, has_gauss, gauss = state
     return {"key": torch.from_numpy(np.asarray(key, dtype=np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "gauss": float(gauss)}
 

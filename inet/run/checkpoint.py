@@ -30,6 +30,7 @@ FILENAME = "checkpoint.pt"
 FORMAT = 4
 # Keys that do not affect what a run computes, so a resume may change them.
 RESUMABLE = ("resume", "progress", "threads", "checkpoint_interval")
+FRESH = "start a new run (without resume=true) in a new directory"  # the way out of every refused resume
 # What a format-3 checkpoint needs beyond weights_only's own allow-list: NumPy arrays, which hold data, not code.
 _FORMAT3_GLOBALS = {"numpy.ndarray": np.ndarray, "numpy._core.multiarray._reconstruct": np._core.multiarray._reconstruct,
                     "numpy.core.multiarray._reconstruct": np._core.multiarray._reconstruct, "numpy.dtype": np.dtype,
@@ -63,37 +64,34 @@ def save(path: Path, cfg: RunConfig, engine_state: dict, runner_state: dict) -> 
 
 def load(path: Path, cfg: RunConfig) -> dict:
     """Read the checkpoint at `path` for a resume of `cfg`; ConfigError says what is wrong and the fix."""
-    fresh = "start a new run (without resume=true) in a new directory"
     if not path.is_file():
         raise ConfigError(f"resume: there is no checkpoint at {path}; point hydra.run.dir at a run directory "
-                          f"that has one, or {fresh}")
+                          f"that has one, or {FRESH}")
     state = read(path, cfg.device)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
         found = state.get("format") if isinstance(state, dict) else None
         what = f"format {found} (written by inet {state.get('inet', '?')})" if found is not None else "no inet checkpoint"
         raise ConfigError(f"resume: {path} is {what}; this inet reads format {FORMAT} and migrates format 3, "
-                          f"so resume it with the inet that wrote it, or {fresh}")
+                          f"so resume it with the inet that wrote it, or {FRESH}")
     saved, now = state["config"], flat_config(cfg)
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<unset>") != now.get(k, "<unset>"))
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k, '<unset>')!r} -> {now.get(k, '<unset>')!r}" for k in diff[:8])
         more = f" and {len(diff) - 8} more" if len(diff) > 8 else ""
         raise ConfigError(f"resume: {path} was written by a different config ({shown}{more}); resume with the "
-                          f"run's own overrides (its .hydra/overrides.yaml), or {fresh}")
+                          f"run's own overrides (its .hydra/overrides.yaml), or {FRESH}")
     return state
 
 
 def read(path: Path, device: str = "cpu") -> dict:
     """Load a checkpoint without running code from it; format 3 is migrated. ConfigError says why a file is refused."""
-    fresh = "start a new run (without resume=true) in a new directory"
     try:
         unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception as e:  # truncated zip, not a torch file: an unusable file
-        raise ConfigError(f"resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                          f"it is truncated or not an inet checkpoint. Resume from another run, or {fresh}") from None
+        raise _unreadable(path, e) from None
     refused = (f"resume: {path} refers to Python objects that an inet checkpoint never holds ({{}}); loading it "
                f"could run code from the file, so it is refused and nothing of it was loaded. Resume only from "
-               f"checkpoints inet wrote, or {fresh}")
+               f"checkpoints inet wrote, or {FRESH}")
     if unsafe - _FORMAT3_GLOBALS.keys():
         raise ConfigError(refused.format(", ".join(sorted(unsafe))))
     try:
@@ -103,11 +101,15 @@ def read(path: Path, device: str = "cpu") -> dict:
         lines = [ln.strip() for ln in str(e).splitlines() if "got <" in ln or "Unsupported" in ln]
         raise ConfigError(refused.format(lines[0] if lines else "refused by torch.load(weights_only=True)")) from None
     except (RuntimeError, EOFError, ValueError) as e:
-        raise ConfigError(f"resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                          f"it is truncated or not an inet checkpoint. Resume from another run, or {fresh}") from None
+        raise _unreadable(path, e) from None
     if isinstance(state, dict) and state.get("format") == 3:
         state = _migrate_3(state)
     return state
+
+
+def _unreadable(path: Path, e: Exception) -> ConfigError:
+    return ConfigError(f"resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                       f"it is truncated or not an inet checkpoint. Resume from another run, or {FRESH}")
 
 
 def _migrate_3(state: dict) -> dict:

@@ -63,9 +63,7 @@ def write_atomic(path: Path, data: Union[str, bytes]) -> None:
 
 def save_atomic(obj: object, path: Path) -> None:
     """`torch.save` through `write_atomic`: serialised in memory first, so only plain writes touch the disk."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_atomic(path, buf.getvalue())
+    render_atomic(path, lambda buf: torch.save(obj, buf))
 
 
 def render_atomic(path: Path, render: Callable[[io.BytesIO], None]) -> None:
