@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from .adam import LeanAdam
 from .config import PUOptimConfig
 from .guards import finite
 
@@ -29,7 +30,7 @@ class PUOptimizer:
             n: [p for p in pu.parameters() if p.requires_grad] for n, pu in pus.items()}
         self.params = {n: ps for n, ps in self.params.items() if ps}
         groups = [{"params": ps, "lr": lrs.get(n) or cfg.lr} for n, ps in self.params.items()]
-        self.adam = torch.optim.Adam(groups, lr=cfg.lr, fused=True) if groups else None
+        self.adam = LeanAdam(groups, lr=cfg.lr) if groups else None
         self.grad_ema: Dict[str, float] = {}
         self.guarded = 0  # how many PU updates the guard damped
 
@@ -44,13 +45,13 @@ class PUOptimizer:
         grads = {n: gs for n, gs in grads.items() if gs}
         if grads and not finite(nn.utils.get_total_norm([g for gs in grads.values() for g in gs])):
             bad = next(n for n, gs in grads.items() if not finite(nn.utils.get_total_norm(gs)))
-            self.adam.zero_grad(set_to_none=True)
+            self.adam.zero_grad()
             return f"PU '{bad}' got a non-finite gradient"
         if self.cfg.clip_grad_norm is not None or self.cfg.guard is not None:
             for name, gs in grads.items():
                 self._limit(name, gs)
         self.adam.step()
-        self.adam.zero_grad(set_to_none=True)
+        self.adam.zero_grad()
         return None
 
     def _limit(self, name: str, grads: List[torch.Tensor]) -> None:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adam import LeanAdam
 from ..config import CUConfig
 from ..guards import finite
 from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
@@ -35,13 +36,16 @@ class QNetwork(nn.Module):
         self.dueling = dueling
         self.head = nn.Linear(hidden[-1], n_actions)
         self.value = nn.Linear(hidden[-1], 1) if dueling else None
+        self.hidden_layers = [m for m in self.trunk if isinstance(m, nn.Linear)]  # for a call-free forward
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(obs)
-        adv = self.head(h)
+        h = obs
+        for layer in self.hidden_layers:  # the trunk's ops without a module call per layer (same numerics)
+            h = torch.relu(F.linear(h, layer.weight, layer.bias))
+        adv = F.linear(h, self.head.weight, self.head.bias)
         if self.value is None:
             return adv
-        return self.value(h) + adv - adv.mean(1, keepdim=True)
+        return F.linear(h, self.value.weight, self.value.bias) + adv - adv.mean(1, keepdim=True)
 
 
 class DQN:
@@ -60,7 +64,7 @@ class DQN:
         self.gen = generator
         self.q = self.network(obs_dim, n_actions).to(device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
+        self.optimizer = LeanAdam(self.q.parameters(), lr=cfg.learning_rate)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
         self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
         self.steps = 0  # iterations remembered
@@ -170,13 +174,13 @@ class DQN:
         """One gradient step on a replay batch. A non-finite loss or gradient skips it and is described."""
         obs, actions, rewards, next_obs, terminal = self.replay.sample(self.cfg.batch_size, self.gen)
         loss = self._td_loss(obs, actions, rewards, next_obs, terminal)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         if not finite(loss):
             return f"the CU's TD loss is {loss.item()}"
         loss.backward()
         norm = nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
         if not finite(norm):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             return "the CU's Q-network got a non-finite gradient"
         self.optimizer.step()
         self.updates += 1

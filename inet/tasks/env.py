@@ -70,15 +70,19 @@ class Step:
         if not every_lane(lanes, value.shape[0]):
             value = value[torch.tensor(lanes, device=value.device)]
         writers = self.nodes.writers[node]
-        self.losses.append((node, lanes, value, [writers[lane] for lane in lanes], loss))
+        self.losses.append((node, lanes, value, list(map(writers.__getitem__, lanes)), loss))
 
 
 def lanes_by_action(actions: torch.Tensor) -> Dict[int, List[int]]:
     """The lanes that chose each action, by action index in ascending order (the order actions run in)."""
-    groups: Dict[int, List[int]] = {}
-    for lane, a in enumerate(actions.tolist()):
-        groups.setdefault(a, []).append(lane)
-    return dict(sorted(groups.items()))
+    if actions.numel() == 1:
+        return {int(actions): [0]}
+    ordered, order = torch.sort(actions, stable=True)  # lanes grouped by action, ascending within each
+    names, counts = torch.unique_consecutive(ordered, return_counts=True)
+    lanes, out, start = order.tolist(), {}, 0
+    for a, n in zip(names.tolist(), counts.tolist()):
+        out[a], start = lanes[start:start + n], start + n
+    return out
 
 
 class Environment:
