@@ -10,6 +10,7 @@ scaled down to k times that average; the average is updated with the damped norm
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional
 
 import torch
@@ -17,7 +18,6 @@ from torch import nn
 
 from .adam import LeanAdam
 from .config import PUOptimConfig
-from .guards import finite
 
 
 class PUOptimizer:
@@ -43,19 +43,21 @@ class PUOptimizer:
             return None
         grads = {n: [p.grad for p in ps if p.grad is not None] for n, ps in self.params.items()}
         grads = {n: gs for n, gs in grads.items() if gs}
-        if grads and not finite(nn.utils.get_total_norm([g for gs in grads.values() for g in gs])):
-            bad = next(n for n, gs in grads.items() if not finite(nn.utils.get_total_norm(gs)))
+        if not grads:
+            return None
+        norms = dict(zip(grads, torch.stack([nn.utils.get_total_norm(gs) for gs in grads.values()]).tolist()))
+        bad = next((n for n, x in norms.items() if not math.isfinite(x)), None)  # one host sync for all PUs
+        if bad is not None:
             self.adam.zero_grad()
             return f"PU '{bad}' got a non-finite gradient"
         if self.cfg.clip_grad_norm is not None or self.cfg.guard is not None:
             for name, gs in grads.items():
-                self._limit(name, gs)
+                self._limit(name, gs, norms[name])
         self.adam.step()
         self.adam.zero_grad()
         return None
 
-    def _limit(self, name: str, grads: List[torch.Tensor]) -> None:
-        norm = nn.utils.get_total_norm(grads).item()
+    def _limit(self, name: str, grads: List[torch.Tensor], norm: float) -> None:
         limit = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else float("inf")
         if self.cfg.guard is not None:
             ema = self.grad_ema.get(name)
@@ -63,8 +65,7 @@ class PUOptimizer:
                 limit = min(limit, self.cfg.guard * ema)
                 self.guarded += 1
         if norm > limit:
-            for g in grads:
-                g.mul_(limit / norm)
+            torch._foreach_mul_(grads, limit / norm)
             norm = limit
         if self.cfg.guard is not None:
             b = self.cfg.guard_beta

@@ -64,6 +64,7 @@ class DQN:
         self.gen = generator
         self.q = self.network(obs_dim, n_actions).to(device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.params = list(self.q.parameters())
         self.optimizer = LeanAdam(self.q.parameters(), lr=cfg.learning_rate)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
         self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
@@ -178,7 +179,7 @@ class DQN:
         if not finite(loss):
             return f"the CU's TD loss is {loss.item()}"
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        norm = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         if not finite(norm):
             self.optimizer.zero_grad()
             return "the CU's Q-network got a non-finite gradient"
