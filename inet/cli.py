@@ -127,7 +127,7 @@ def _sweep_job(cfg: DictConfig, hc: DictConfig) -> None:
 
 
 def _sweep_failures_callback():
-    """The Hydra callback (configs/config.yaml, hydra.callbacks) that ends a sweep with failed jobs with exit 1."""
+    """The Hydra callback (inet/configs/config.yaml, hydra.callbacks) that ends a sweep with failed jobs with exit 1."""
     from hydra.experimental.callback import Callback
 
     class SweepFailures(Callback):

@@ -1,6 +1,6 @@
 """YAML + overrides -> validated RunConfig: the one place that touches Hydra's composition.
 
-It registers the schema, composes configs/ with Hydra overrides and converts the
+It registers the schema, composes inet/configs/ with Hydra overrides and converts the
 result to a validated `RunConfig`, for the `inet` command (inet/cli.py), tests,
 scripts and notebooks alike.
 """
@@ -16,7 +16,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .config import ConfigError, RunConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: shipped in the wheel
 # config groups whose options belong to one Environment: `reward@envs.<env>.reward=<option>`
 ENV_GROUPS = ("reward", "curriculum")
 # the maps of named entries that overrides may add to: `+pus.pu3={kind: mlp, ...}`, `+pus.pu3.kind=mlp`
@@ -78,7 +78,7 @@ def _schema_error(e: OmegaConfBaseException) -> str:
 
 
 def compose(overrides: Sequence[str] = ()) -> RunConfig:
-    """Compose configs/ with overrides as `inet run` would, without Hydra's run directory."""
+    """Compose inet/configs/ with overrides as `inet run` would, without Hydra's run directory."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -93,7 +93,7 @@ def compose(overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def group_options(group: str) -> List[str]:
-    """The options of a config group under configs/, sorted; nested ones as `family/variant`."""
+    """The options of a config group under inet/configs/, sorted; nested ones as `family/variant`."""
     root = CONFIG_DIR / group
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 

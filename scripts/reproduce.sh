@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make reproduce`: the paper's experiment set as sweeps (joblib, one job per core), then one report.
-#   multitask: all four variants x seeds 0-4; reduce: every configs/experiment/reduce/*.yaml x seeds 0-2;
+#   multitask: all four variants x seeds 0-4; reduce: every inet/configs/experiment/reduce/*.yaml x seeds 0-2;
 #   each at its configured length (41 min on 2 cores). $REPRO_LONG (overrides of multitask/base and
 #   training_wheels) and $REPRO_REDUCE (of reduce/*) shorten them, e.g. REPRO_REDUCE=iterations=30000.
 # Env: REPRO_DIR, REPRO_SEEDS, REPRO_REDUCE_SEEDS, REPRO_LONG, REPRO_REDUCE, REPRO_ARGS (extra overrides for every job).
@@ -24,7 +24,7 @@ status=0
 # shellcheck disable=SC2086
 "$INET" run -m experiment=multitask/cu_inputs,multitask/pretrained "seed=$SEEDS" progress=false $ARGS \
     "hydra.sweep.dir=$OUT/multitask" || status=1
-reduce=$(ls configs/experiment/reduce/*.yaml 2>/dev/null | sed -e 's|configs/experiment/||' -e 's|\.yaml$||' | paste -sd, -)
+reduce=$(ls inet/configs/experiment/reduce/*.yaml 2>/dev/null | sed -e 's|inet/configs/experiment/||' -e 's|\.yaml$||' | paste -sd, -)
 if [ -n "$reduce" ]; then
     # shellcheck disable=SC2086
     "$INET" run -m "experiment=$reduce" "seed=$REDUCE_SEEDS" progress=false $REDUCE $ARGS "hydra.sweep.dir=$OUT/reduce" || status=1
