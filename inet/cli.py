@@ -24,6 +24,7 @@ commands:
   report DIR... [-o OUT]     aggregate the runs under DIR... into OUT/report.md, report.csv, plots/
                              (OUT defaults to the first DIR)
   viz RUN_DIR                write RUN_DIR/viewer.html, the run viewer (one offline page)
+  reproduce [--help]         the paper's experiment set as sweeps, then outputs/reproduce/report.md
 """
 
 
@@ -231,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _viz(rest)
     elif cmd == "report":
         _report(rest)
+    elif cmd == "reproduce":
+        from .reproduce import main as reproduce
+
+        sys.exit(reproduce(rest))
     else:
         print(f"inet: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
