@@ -1,6 +1,6 @@
 """The package layout: inet/'s import graph has no cycle, and the layers only import downwards.
 
-Layers (README, "How the engine works"): the core (top-level modules but cli, compose, api, reproduce),
+Layers (docs/engine.md): the core (top-level modules but cli, compose, api, reproduce),
 inet/cu (learners) and inet/tasks (Environments, curriculum, KPIs) sit at the bottom;
 inet/run (runner and the run's outputs) above them; inet/analysis (report, viewer,
 sweep records) above that; inet.compose, inet.api (the Python API), inet.cli, inet.reproduce and the package
