@@ -27,10 +27,10 @@ test: setup
 test-all: setup
 	$(BIN)/pytest -q -n 2 $(ARGS)
 
-# The paper's experiment set in parallel, then outputs/reproduce/report.md (README, Reproducing the paper).
+# The paper's experiment set in parallel, then outputs/reproduce/report.md (`inet reproduce`, docs/reproduce.md).
 # Variables: REPRO_SEEDS (0,1,2,3,4), REPRO_LONG (overrides of base/training_wheels), REPRO_REDUCE (of reduce/*), REPRO_ARGS (every job).
 reproduce: setup
-	INET=$(BIN)/inet REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" scripts/reproduce.sh
+	REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" $(BIN)/inet reproduce
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
