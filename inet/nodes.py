@@ -28,6 +28,18 @@ def every_lane(lanes: Sequence[int], b: int) -> bool:
     return len(lanes) == b and list(lanes) == list(range(b))
 
 
+def positions_by_value(values: torch.Tensor) -> Dict[int, List[int]]:
+    """{value: the positions holding it, ascending}, by value in ascending order (a sort, not a Python loop)."""
+    if values.numel() == 1:
+        return {int(values): [0]}
+    ordered, order = torch.sort(values, stable=True)
+    names, counts = torch.unique_consecutive(ordered, return_counts=True)
+    positions, out, start = order.tolist(), {}, 0
+    for v, n in zip(names.tolist(), counts.tolist()):
+        out[v], start = positions[start:start + n], start + n
+    return out
+
+
 def snap(value: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Each element of `value` replaced by the nearest of `levels`."""
     nearest = (value.detach().unsqueeze(-1) - levels).abs().argmin(-1)

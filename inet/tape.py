@@ -24,7 +24,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from .nodes import ENV
+from .nodes import ENV, positions_by_value
 from .pus import run_pu
 
 
@@ -74,12 +74,9 @@ class Tape:
         if len(set(writers)) == 1:
             self._add(writers[0], node, lanes, grad, depth)
             return
-        groups: Dict[int, List[int]] = {}
-        for i, w in enumerate(writers):
-            groups.setdefault(w, []).append(i)
-        for w, idx in groups.items():
+        for w, idx in positions_by_value(torch.tensor(writers)).items():
             if w != ENV:
-                self._add(w, node, [lanes[i] for i in idx], grad[torch.tensor(idx, device=grad.device)], depth)
+                self._add(w, node, list(map(lanes.__getitem__, idx)), grad[torch.tensor(idx, device=grad.device)], depth)
 
     def _add(self, rid: int, node: str, lanes: Sequence[int], grad: torch.Tensor, depth: int) -> None:
         rec = self.records.get(rid)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 import torch
 
 from ..config import ConfigError, EnvConfig
-from ..nodes import Nodes, every_lane
+from ..nodes import Nodes, every_lane, positions_by_value
 from .kpi_registry import KPI, MAIN_TABLE, Panel
 
 if TYPE_CHECKING:
@@ -75,14 +75,7 @@ class Step:
 
 def lanes_by_action(actions: torch.Tensor) -> Dict[int, List[int]]:
     """The lanes that chose each action, by action index in ascending order (the order actions run in)."""
-    if actions.numel() == 1:
-        return {int(actions): [0]}
-    ordered, order = torch.sort(actions, stable=True)  # lanes grouped by action, ascending within each
-    names, counts = torch.unique_consecutive(ordered, return_counts=True)
-    lanes, out, start = order.tolist(), {}, 0
-    for a, n in zip(names.tolist(), counts.tolist()):
-        out[a], start = lanes[start:start + n], start + n
-    return out
+    return positions_by_value(actions)
 
 
 class Environment:

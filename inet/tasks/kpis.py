@@ -73,12 +73,12 @@ class KPITracker:
     def _converge(self, iteration: int, successes: List[float]) -> None:
         """Add task successes (0/1) one by one: `converged_at` is the iteration at which the rolling
         success of a full window last reached CONVERGED and stayed there (None while below)."""
-        window = self.success.values.maxlen
-        seq = [*self.success.values, *successes]
-        first = len(seq) - len(successes)
-        sums = [0.0, *itertools.accumulate(seq)]  # whole numbers: the windows' sums are exact
-        above = [i + 1 >= window and (sums[i + 1] - sums[i + 1 - window]) / window >= CONVERGED
-                 for i in range(first, len(seq))]
+        values, window = self.success.values, self.success.values.maxlen
+        held, k = len(values), len(successes)
+        leaving = [0.0, *itertools.accumulate([*itertools.islice(values, 0, min(k, held)), *successes])]
+        added = [0.0, *itertools.accumulate(successes)]  # whole numbers: the windows' sums are exact
+        above = [held + j >= window and (self.success.total + added[j] - leaving[max(0, held + j - window)]) / window
+                 >= CONVERGED for j in range(1, k + 1)]
         self.success.extend(successes)
         if above and not above[-1]:
             self.converged_at = None
