@@ -189,12 +189,12 @@ class DQN:
         return None
 
     def update_target(self) -> None:
-        if self.cfg.tau >= 1.0:
-            self.target.load_state_dict(self.q.state_dict())
-            return
         with torch.no_grad():
-            tp, qp = list(self.target.parameters()), list(self.q.parameters())
-            torch._foreach_lerp_(tp, qp, self.cfg.tau)
+            tp = list(self.target.parameters())
+            if self.cfg.tau >= 1.0:
+                torch._foreach_copy_(tp, self.params)
+            else:
+                torch._foreach_lerp_(tp, self.params, self.cfg.tau)
 
     def state_dict(self) -> dict:
         return {"q": self.q.state_dict(), "target": self.target.state_dict(),
