@@ -40,6 +40,8 @@ The tape, and what is simpler than inet (the same arithmetic, less bookkeeping):
   - The node-loss gradient 2 (v - target) / n is written out, not taken by autograd;
     the CU's input gradient reuses the graph of the act forward (the Q weights do
     not change between act and this gradient), so it needs no second Q forward.
+  - Adam is torch's fused kernel called through `torch.optim.adam.adam` (no Optimizer
+    bookkeeping), the gradient-norm clip three foreach kernels; the same arithmetic.
   - No non-finite guards, no KPI windows in Python, no checkpointable state, no
     n-step returns (n_step = 1), no double/dueling DQN, no training wheels.
 It does the work; it is not meant to reproduce inet's learning curves draw by draw.
@@ -51,6 +53,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam
 
 # Column of each node in the reference's node tensor: the CU-visible ones (n0, n1, n3) are contiguous.
 COLUMN = {"n0": 0, "n1": 1, "n3": 2, "n2": 3}
@@ -74,6 +77,36 @@ def _mlp(x: torch.Tensor, params: List[torch.Tensor]) -> torch.Tensor:
         if i < n - 1:
             x = F.relu(x)
     return x
+
+
+class FusedAdam:
+    """Adam through torch's fused kernel (`torch.optim.adam.adam(fused=True)`), without `torch.optim.Adam`'s
+    per-call bookkeeping (hooks, profiler ranges, state lookups). As there, only parameters that have a
+    gradient step; `step` also clears the gradients (set to None)."""
+
+    def __init__(self, groups: List[Tuple[List[torch.Tensor], float]]):
+        self.groups = [(ps, lr, [torch.zeros_like(p) for p in ps], [torch.zeros_like(p) for p in ps],
+                        [torch.zeros((), device=p.device) for p in ps]) for ps, lr in groups]
+
+    def step(self) -> None:
+        for ps, lr, m, v, steps in self.groups:
+            have = [i for i, p in enumerate(ps) if p.grad is not None]
+            if not have:
+                continue
+            if len(have) != len(ps):
+                ps, m, v, steps = ([x[i] for i in have] for x in (ps, m, v, steps))
+            adam(ps, [p.grad for p in ps], m, v, [], steps, fused=True, amsgrad=False, beta1=0.9, beta2=0.999,
+                 lr=lr, weight_decay=0.0, eps=1e-8, maximize=False)
+            for p in ps:
+                p.grad = None
+
+
+def clip_grad_norm(params: List[torch.Tensor], max_norm: float) -> None:
+    """Scale the gradients of `params` (all present) to a total 2-norm of at most `max_norm`, as
+    `nn.utils.clip_grad_norm_` does, in three foreach kernels and no checks."""
+    grads = [p.grad for p in params]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp_(max=1.0))
 
 
 def _check(cfg) -> None:
@@ -114,13 +147,11 @@ class Reference:
 
         self.pus = [_mlp_params([len(PU_WIRING[p][0]), *cfg.pus[p].hidden, 1], dev) for p in ("pu0", "pu1", "pu2")]
         self.pu_params = [p for ps in self.pus for p in ps]
-        self.pu_adam = torch.optim.Adam(
-            [{"params": ps, "lr": cfg.pus[name].lr or cfg.pu_optim.lr} for name, ps in zip(PU_WIRING, self.pus)],
-            lr=cfg.pu_optim.lr, fused=True)
+        self.pu_adam = FusedAdam([(ps, cfg.pus[name].lr or cfg.pu_optim.lr) for name, ps in zip(PU_WIRING, self.pus)])
         self.clip = cfg.pu_optim.clip_grad_norm
         self.q = _mlp_params([self.obs_dim, *cu.hidden, n], dev)
         self.q_target = [p.detach().clone() for p in self.q]
-        self.q_adam = torch.optim.Adam(self.q, lr=cu.learning_rate, fused=True)
+        self.q_adam = FusedAdam([(self.q, cu.learning_rate)])
 
         # Preallocated state: two CU-input buffers (obs, next obs), nodes, the Environment.
         # separate tensors, not one [2, ...]: views of one tensor share autograd's version counter
@@ -237,8 +268,9 @@ class Reference:
                 roots.append(y)
                 grads.append(err)
         if n_submitted:  # the node loss sum (v - target)^2 / n over the submitting lanes, and d/dv of it
-            self.node_loss = sum(e.square().sum() for e in grads) / n_submitted
-            grads = [e.mul_(2.0 / n_submitted) for e in grads]
+            scale = self.cfg.tape.env_scale / n_submitted
+            self.node_loss = sum(e.square().sum() for e in grads) * scale
+            grads = [e.mul_(2.0 * scale) for e in grads]
 
         # 3. the Environment: timeout, task ends, new instances, the next CU input
         self.age += 1
@@ -247,7 +279,8 @@ class Reference:
         ended = self.submitted | timed_out
         self.successes += self.ok.sum()
         self.tasks += ended.sum()
-        self._start(ended)
+        if b > 1 or bool(ended):  # one lane: skip the restart when nothing ended (a free sync on a CPU)
+            self._start(ended)
         self._write_obs(nxt, obs, actions, (explored, actions == greedy))
         discount = (~ended) * cu.gamma
 
@@ -269,9 +302,8 @@ class Reference:
             if self.clip is not None:
                 for ps in self.pus:
                     if ps[0].grad is not None:
-                        nn.utils.clip_grad_norm_(ps, self.clip, foreach=True)
+                        clip_grad_norm(ps, self.clip)
             self.pu_adam.step()
-            self.pu_adam.zero_grad(set_to_none=True)
 
         # 6. replay and the DQN update(s)
         self._remember(obs, actions, self.reward, nxt, discount)
@@ -352,7 +384,6 @@ class Reference:
         q = _mlp(obs, self.q).gather(1, self.r_act[idx].unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, y)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q, self.cfg.cu.max_grad_norm, foreach=True)
+        clip_grad_norm(self.q, self.cfg.cu.max_grad_norm)
         self.q_adam.step()
-        self.q_adam.zero_grad(set_to_none=True)
         self.td_loss = loss.detach()
