@@ -22,6 +22,7 @@ Engine's components; nothing under inet/ changes.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -189,6 +190,16 @@ def profile(experiment: str, lanes: int, train_freq: int, device: str, seconds: 
     return "\n".join(lines) + "\n"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experiments", nargs="+", default=["multitask/cu_inputs"])
@@ -208,8 +219,7 @@ def main() -> None:
         print(profile(*cases[0][:3], args.device, args.seconds, args.threads))
         return
     rows = [bench(e, b, f, args.device, args.seconds, args.rounds, args.threads) for e, b, f in cases]
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
-        (platform.processor() or platform.machine())
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     text = table(rows, f"torch {torch.__version__}, {device}, {args.threads} thread(s), median of {args.rounds} "
                        f"interleaved rounds of {args.seconds:g} s")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
