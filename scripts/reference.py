@@ -17,8 +17,8 @@ Per lockstep iteration of B lanes, as `Engine.step` does:
      (`terminal`), new a, b written into n0, n1 of the lanes that ended; the node
      loss (v - target)^2 summed over the submitting lanes, divided by their number;
   4. from `learning_starts` on, the CU's TD loss of the current transitions (mean
-     over lanes) differentiated w.r.t. the CU input; its n3 column goes to the pu0
-     run that wrote the n3 value the CU saw;
+     over lanes) differentiated through the CU input's n3 column into the pu0 run
+     that wrote the n3 value the CU saw (not into the Q-network);
   5. one backward pass for the node loss and the CU gradient, then one fused Adam
      step over the PUs that got gradients (per-PU clipping only when
      `pu_optim.clip_grad_norm` is set; inet's default config has none);
@@ -37,9 +37,13 @@ The tape, and what is simpler than inet (the same arithmetic, less bookkeeping):
     with the current weights, as inet's sweep does. The submit PUs' node loss
     arrives in the same iteration, so pu1/pu2 run with autograd on and their graph
     is used directly (recompute-free: one forward fewer than inet's sweep).
-  - The node-loss gradient 2 (v - target) / n is written out, not taken by autograd;
-    the CU's input gradient reuses the graph of the act forward (the Q weights do
-    not change between act and this gradient), so it needs no second Q forward.
+  - The node-loss gradient 2 (v - target) / n is written out, not taken by autograd.
+  - The CU's gradient reuses the act forward (the Q weights do not change between
+    act and this gradient), and the CU reads n3 as stored + (recompute - its value):
+    the stored value forward, pu0's recomputed graph backward. So one backward pass
+    (restricted to the PU weights) carries both the TD loss and the node loss into
+    the PUs, where inet runs a second Q forward and backward for d(TD)/d(obs), then
+    the tape. The PU weights come out bit-identical to doing it in two passes.
   - Adam is torch's fused kernel called through `torch.optim.adam.adam` (no Optimizer
     bookkeeping), the gradient-norm clip three foreach kernels; the same arithmetic.
   - No non-finite guards, no KPI windows in Python, no checkpointable state, no
@@ -193,6 +197,7 @@ class Reference:
         self.total = cfg.iterations
         self.td_loss = torch.zeros((), device=dev)
         self.node_loss = torch.zeros((), device=dev)
+        self.cu_grad_scale = torch.tensor(cu.grad_to_nodes_scale * cfg.tape.cu_scale, device=dev)
         self._start(torch.ones(b, dtype=torch.bool, device=dev))
         self._write_obs(self.obs[0], None, None, None)
 
@@ -233,10 +238,17 @@ class Reference:
         obs, nxt = self.obs[self.cur], self.obs[1 - self.cur]
         learning = self.iteration >= cu.learning_starts
 
-        # 1. act; from learning_starts on, the forward keeps its graph for the CU's input gradient
+        # 1. act. From learning_starts on, the forward keeps its graph for the CU's gradient into pu0: the CU
+        # reads n3 as stored + (pu0's recompute on its stored inputs - its value), which is the stored value
+        # forward and pu0's recomputed graph backward, so one backward pass takes the TD loss into pu0.
+        src_obs, written_obs = self.src[self.src_cur], self.src_written[self.src_cur]
         if learning:
-            x = obs.detach().requires_grad_()
-            q = _mlp(x, self.q)
+            c = self.n3_col
+            y0 = _mlp(src_obs, self.pus[0])
+            link = y0 - y0.detach()
+            if not self.all_written:
+                link = link * written_obs
+            q = _mlp(torch.cat([obs[:, :c], obs[:, c:c + 1] + link, obs[:, c + 1:]], 1), self.q)
             greedy = q.detach().argmax(1)
         else:
             with torch.no_grad():
@@ -249,7 +261,7 @@ class Reference:
         # 2. each chosen PU once, on the lanes that chose it
         roots: List[torch.Tensor] = []
         grads: List[torch.Tensor] = []
-        src_obs, written_obs = self.src[self.src_cur], self.src_written[self.src_cur]
+        params: List[torch.Tensor] = []
         self.submitted.zero_()
         self.reward.zero_()
         self.ok.zero_()
@@ -267,6 +279,7 @@ class Reference:
                 y, err = self._run_submit(a, lanes)
                 roots.append(y)
                 grads.append(err)
+                params += self.pus[a]
         if n_submitted:  # the node loss sum (v - target)^2 / n over the submitting lanes, and d/dv of it
             scale = self.cfg.tape.env_scale / n_submitted
             self.node_loss = sum(e.square().sum() for e in grads) * scale
@@ -284,21 +297,17 @@ class Reference:
         self._write_obs(nxt, obs, actions, (explored, actions == greedy))
         discount = (~ended) * cu.gamma
 
-        # 4. the CU's TD-loss gradient w.r.t. its input; n3's column to the pu0 run that wrote it
+        # 4. the CU's TD loss of the current transitions: through the act graph into pu0 (not into Q)
         if learning:
             with torch.no_grad():
                 td_target = self.reward + discount * _mlp(nxt, self.q_target).max(1).values
-            loss = F.smooth_l1_loss(q.gather(1, actions.unsqueeze(1)).squeeze(1), td_target)
-            (g,) = torch.autograd.grad(loss, x)
-            g_n3 = g[:, self.n3_col:self.n3_col + 1] * self.cfg.cu.grad_to_nodes_scale * self.cfg.tape.cu_scale
-            if not self.all_written:
-                g_n3 = g_n3 * written_obs
-            roots.append(_mlp(src_obs, self.pus[0]))
-            grads.append(g_n3)
+            roots.append(F.smooth_l1_loss(q.gather(1, actions.unsqueeze(1)).squeeze(1), td_target))
+            grads.append(self.cu_grad_scale)
+            params += self.pus[0]
 
-        # 5. one backward for the node loss and the CU gradient, then the PUs' Adam step
+        # 5. one backward for the node loss and the CU gradient, into the PUs only; the PUs' Adam step
         if roots:
-            torch.autograd.backward(roots, grads)
+            torch.autograd.backward(roots, grads, inputs=params)
             if self.clip is not None:
                 for ps in self.pus:
                     if ps[0].grad is not None:
