@@ -59,6 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.adam import adam
 
+from inet.config import RunConfig
+
 # Column of each node in the reference's node tensor: the CU-visible ones (n0, n1, n3) are contiguous.
 COLUMN = {"n0": 0, "n1": 1, "n3": 2, "n2": 3}
 PU_WIRING = {"pu0": (["n0", "n1"], ["n3"]), "pu1": (["n0"], ["n2"]), "pu2": (["n1"], ["n2"])}
@@ -113,7 +115,7 @@ def clip_grad_norm(params: List[torch.Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp_(max=1.0))
 
 
-def _check(cfg) -> None:
+def _check(cfg: RunConfig) -> None:
     """The reference hard-codes multitask's wiring; refuse any other IN with a clear message."""
     wiring = {n: (list(p.inputs), list(p.outputs)) for n, p in cfg.pus.items()}
     if wiring != PU_WIRING or any(p.kind != "mlp" or len(p.hidden) != 1 or p.activation != "relu"
@@ -132,7 +134,7 @@ def _check(cfg) -> None:
 class Reference:
     """The hand-written loop for B lanes (`cfg.lanes`); `step()` is one lockstep iteration."""
 
-    def __init__(self, cfg, seed: int = 0):
+    def __init__(self, cfg: RunConfig, seed: int = 0):
         _check(cfg)
         self.cfg = cfg
         self.b = b = cfg.lanes
@@ -162,8 +164,9 @@ class Reference:
         self.obs = [torch.zeros(b, self.obs_dim, device=dev) for _ in range(2)]
         self.cur = 0
         self.nodes = torch.zeros(b, 4, device=dev)
-        self.src = [torch.zeros(b, 2, device=dev) for _ in range(2)]  # per lane, the inputs of the pu0 run that wrote n3
-        self.src_written = [torch.zeros(b, 1, device=dev) for _ in range(2)]  # 1 where a pu0 run wrote n3
+        # per lane, the inputs of the pu0 run that wrote n3, and 1 where a pu0 run wrote it (else the initial 0)
+        self.src = [torch.zeros(b, 2, device=dev) for _ in range(2)]
+        self.src_written = [torch.zeros(b, 1, device=dev) for _ in range(2)]
         self.src_cur = 0
         self.all_written = False
         self.target = torch.zeros(b, device=dev)
