@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all bench reproduce clean
+.PHONY: setup run test test-all bench profile reproduce clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,13 @@ test-all: setup
 reproduce: setup
 	REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" $(BIN)/inet reproduce
 
+# inet against the plain-torch reference of scripts/reference.py (docs/performance.md); ARGS e.g. --lanes 1 16 256.
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
+
+# Where one inet iteration's time goes, phase by phase (ARGS e.g. --lanes 256 or --seconds 10).
+profile: setup
+	$(BIN)/python scripts/bench.py --profile $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/reproduce
