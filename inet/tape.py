@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -97,32 +97,76 @@ class Tape:
     def sweep(self, pus: Dict[str, nn.Module]) -> int:
         """Backpropagate all pending gradients; parameter gradients accumulate in `.grad`.
 
-        Returns the number of records visited.
+        Newest first. A pending record that no record reads from (no child on the tape)
+        can get no more gradient, so it runs in one batch with every other such pending
+        record of its PU: with many lanes, one forward and backward per PU instead of
+        one per record. Returns the number of records visited.
         """
         visited = 0
+        read_from = None  # ids of records some record reads from, computed once a batch is possible
         while self._heap:
             rid = -heapq.heappop(self._heap)
-            grads, depth = self._pending.pop(rid)
-            rec = self.records[rid]
-            visited += 1
-            deeper = depth < self.horizon
-            leaves = []
-            for x, ps in zip(rec.inputs, rec.parents):
-                needs = deeper and not self.records.keys().isdisjoint(ps)
-                leaves.append(x.detach().requires_grad_(needs) if needs else x)
-            with torch.enable_grad():
-                outs = run_pu(pus[rec.pu], leaves, len(rec.lanes))
-                pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
-                if not pairs:
-                    continue
-                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-            if not deeper:
+            if rid not in self._pending:  # already swept in an earlier record's batch
                 continue
-            for node, leaf, ps in zip(rec.in_nodes, leaves, rec.parents):
-                if leaf.grad is not None:
-                    g = leaf.grad if self.depth_decay == 1.0 else leaf.grad * self.depth_decay
-                    self.add_grad(ps, node, rec.lanes, g, depth + 1)
+            group = [rid]
+            if len(self._pending) > 1:
+                if read_from is None:
+                    read_from = set().union(*(r.parent_ids for r in self.records.values()))
+                pu = self.records[rid].pu
+                if rid not in read_from:
+                    group += [r for r in self._pending if r != rid and r not in read_from and self.records[r].pu == pu]
+            visited += len(group)
+            if len(group) == 1:
+                self._visit(pus, self.records[rid], *self._pending.pop(rid))
+            else:
+                self._visit_batch(pus, [self.records[r] for r in group], [self._pending.pop(r) for r in group])
         return visited
+
+    def _leaf(self, x: torch.Tensor, parents: List[List[int]], deeper: List[bool]) -> torch.Tensor:
+        """The input to recompute from: a leaf that takes a gradient when some row's writer is on the tape."""
+        needs = any(d and not self.records.keys().isdisjoint(ps) for d, ps in zip(deeper, parents))
+        return x.detach().requires_grad_() if needs else x
+
+    def _backward(self, outs: tuple, grads: List[Optional[torch.Tensor]]) -> bool:
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        return bool(pairs)
+
+    def _pass_on(self, rec: Record, input_grads: List[Optional[torch.Tensor]], depth: int) -> None:
+        """Hand the gradients on the record's inputs to the records that wrote them, one level deeper."""
+        for node, g, ps in zip(rec.in_nodes, input_grads, rec.parents):
+            if g is not None:
+                self.add_grad(ps, node, rec.lanes, g if self.depth_decay == 1.0 else g * self.depth_decay, depth + 1)
+
+    def _visit(self, pus: Dict[str, nn.Module], rec: Record, grads: list, depth: int) -> None:
+        deeper = depth < self.horizon
+        leaves = [self._leaf(x, [ps], [deeper]) for x, ps in zip(rec.inputs, rec.parents)]
+        with torch.enable_grad():
+            if not self._backward(run_pu(pus[rec.pu], leaves, len(rec.lanes)), grads):
+                return
+        if deeper:
+            self._pass_on(rec, [leaf.grad for leaf in leaves], depth)
+
+    def _visit_batch(self, pus: Dict[str, nn.Module], recs: List[Record], entries: List[list]) -> None:
+        """Records of one PU in one recompute: inputs and output gradients stacked along the lanes."""
+        deeper = [depth < self.horizon for _, depth in entries]
+        sizes = [len(rec.lanes) for rec in recs]
+        leaves = [self._leaf(torch.cat([rec.inputs[i] for rec in recs]), [rec.parents[i] for rec in recs], deeper)
+                  for i in range(len(recs[0].inputs))]
+        with torch.enable_grad():
+            outs = run_pu(pus[recs[0].pu], leaves, sum(sizes))
+            grads = []
+            for j, o in enumerate(outs):
+                parts = [g[j] for g, _ in entries]
+                grads.append(None if all(p is None for p in parts) else torch.cat(
+                    [o.new_zeros(n, *o.shape[1:]) if p is None else p for p, n in zip(parts, sizes)]))
+            if not self._backward(outs, grads):
+                return
+        split = [None if leaf.grad is None else leaf.grad.split(sizes) for leaf in leaves]
+        for k, (rec, (_, depth)) in enumerate(zip(recs, entries)):
+            if deeper[k]:
+                self._pass_on(rec, [None if s is None else s[k] for s in split], depth)
 
     def prune(self, live: set) -> None:
         """Keep only records within `horizon` records of a live node value."""

@@ -136,3 +136,33 @@ def test_tape_stays_bounded_over_50k_iterations_of_multitask_base():
     assert engine.tape.next_id > 10_000  # many records were made...
     # ...but all PU inputs here are env-written, so only the live writers of n2 and n3 may stay.
     assert largest <= len(pu_nodes) <= bound
+
+
+def test_batched_sweep_of_childless_records_equals_autograd_and_passes_gradient_on():
+    """Two runs of pu 'b' on different lanes (no record reads them) are swept in one batch; the
+    parameters of 'b' and of the record they read from ('a') get plain autograd's gradients."""
+    from inet.tape import Tape
+
+    torch.manual_seed(0)
+    pus = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 2), "b": torch.nn.Linear(2, 1)})
+    tape = Tape(horizon=3)
+    x = torch.randn(4, 3)
+    y = pus["a"](x).detach()
+    ra = tape.record("a", [0, 1, 2, 3], ["x"], [x], [[-1] * 4], ["y"])
+    rb1 = tape.record("b", [0, 1], ["y"], [y[:2]], [[ra, ra]], ["z"])
+    rb2 = tape.record("b", [2, 3], ["y"], [y[2:]], [[ra, ra]], ["z"])
+    g1, g2 = torch.randn(2, 1), torch.randn(2, 1)
+    tape.add_grad([rb1, rb1], "z", [0, 1], g1)
+    tape.add_grad([rb2, rb2], "z", [2, 3], g2)
+    batches = []
+    visit_batch = tape._visit_batch
+    tape._visit_batch = lambda pus, recs, entries: (batches.append([r.rid for r in recs]), visit_batch(pus, recs, entries))
+    assert tape.sweep(pus) == 3
+    assert batches == [[rb2, rb1]]  # both runs of b in one recompute
+    got = {n: p.grad.clone() for n, p in pus.named_parameters()}
+
+    pus.zero_grad()
+    out = pus["b"](pus["a"](x))
+    out.backward(torch.cat([g1, g2]))
+    for n, p in pus.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, atol=1e-6, rtol=1e-5)
