@@ -1,4 +1,5 @@
-"""A lean step for `torch.optim.Adam(fused=True)`: the same kernel, without the per-step bookkeeping.
+"""Lean optimizer steps: `torch.optim.Adam(fused=True)` and gradient-norm clipping, with torch's own
+kernels and without their per-call bookkeeping.
 
 `Adam.step()` spends far longer in Python (profiler hooks, grouping tensors by
 device and dtype, re-reading every parameter's state) than in its fused kernel
@@ -15,6 +16,19 @@ from typing import Iterable, List
 
 import torch
 from torch import nn
+
+
+def total_norm(grads: List[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all `grads` together, computed as `torch.nn.utils.get_total_norm` does on one device."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def clip_(grads: List[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale `grads` in place to a total norm of at most `max_norm` and return the norm before, with the
+    arithmetic of `torch.nn.utils.clip_grad_norm_` (so the same values) on one device."""
+    norm = total_norm(grads)
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
 
 
 class LeanAdam:

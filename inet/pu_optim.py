@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from .adam import LeanAdam
+from .adam import LeanAdam, total_norm
 from .config import PUOptimConfig
 
 
@@ -45,7 +45,7 @@ class PUOptimizer:
         grads = {n: gs for n, gs in grads.items() if gs}
         if not grads:
             return None
-        norms = dict(zip(grads, torch.stack([nn.utils.get_total_norm(gs) for gs in grads.values()]).tolist()))
+        norms = dict(zip(grads, torch.stack([total_norm(gs) for gs in grads.values()]).tolist()))
         bad = next((n for n, x in norms.items() if not math.isfinite(x)), None)  # one host sync for all PUs
         if bad is not None:
             self.adam.zero_grad()

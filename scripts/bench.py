@@ -67,12 +67,12 @@ def warm(step: Callable[[], object], iteration: Callable[[], int], until: int) -
 
 
 def bench(experiment: str, lanes: int, train_freq: int, device: str, seconds: float, rounds: int,
-          threads: int) -> dict:
+          threads: int, warmup: int = 200) -> dict:
     """One case: inet and the reference, interleaved for `rounds` rounds; medians and their ratio."""
     torch.set_num_threads(threads)
     cfg = case_config(experiment, lanes, train_freq, device)
     engine, ref = Engine(cfg), Reference(cfg)
-    until = cfg.cu.learning_starts + 200 * lanes
+    until = cfg.cu.learning_starts + warmup * lanes
     warm(engine.step, lambda: engine.iteration, until)
     warm(ref.step, lambda: ref.iteration, until)
     inet_runs, ref_runs = [], []
@@ -211,6 +211,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="print inet's per-phase split instead (first case)")
+    ap.add_argument("--warmup", type=int, default=200, help="lockstep iterations past learning_starts before timing")
     ap.add_argument("--out", default="outputs/bench.md")
     args = ap.parse_args()
     freqs = {"lanes": lambda b: [b], "1": lambda b: [1], "both": lambda b: sorted({1, b})}[args.train_freq]
@@ -218,7 +219,7 @@ def main() -> None:
     if args.profile:
         print(profile(*cases[0][:3], args.device, args.seconds, args.threads))
         return
-    rows = [bench(e, b, f, args.device, args.seconds, args.rounds, args.threads) for e, b, f in cases]
+    rows = [bench(e, b, f, args.device, args.seconds, args.rounds, args.threads, args.warmup) for e, b, f in cases]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     text = table(rows, f"torch {torch.__version__}, {device}, {args.threads} thread(s), median of {args.rounds} "
                        f"interleaved rounds of {args.seconds:g} s")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..adam import LeanAdam
+from ..adam import LeanAdam, clip_
 from ..config import CUConfig
 from ..guards import finite
 from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
@@ -179,7 +179,7 @@ class DQN:
         if not finite(loss):
             return f"the CU's TD loss is {loss.item()}"
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        norm = clip_([p.grad for p in self.params], self.cfg.max_grad_norm)
         if not finite(norm):
             self.optimizer.zero_grad()
             return "the CU's Q-network got a non-finite gradient"
