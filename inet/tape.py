@@ -11,9 +11,12 @@ not changed since the forward, so gradients equal plain backpropagation; a loss
 arriving after a PU optimizer step uses the newer parameters.
 
 A sweep visits each record once, newest first, so all gradient reaching a record
-has arrived before it passes gradient on to older records, up to `horizon`
-records deep. `prune` drops records no live node value can reach within the
-horizon, which bounds memory over any run length.
+has arrived before it passes gradient on to older records. Depth counts records
+along each path from a loss, per lane (DESIGN.md section 5): gradient that reached
+a record at depth d updates its PU and is passed on only while d < `horizon`, so
+a shorter path to the same record, or another lane's loss on a record both lanes
+share, never carries a contribution further. `prune` drops records no live node
+value can reach within the horizon, which bounds memory over any run length.
 """
 from __future__ import annotations
 
@@ -46,6 +49,15 @@ class Record:
         self.parent_ids = set().union(*self.parents) - {ENV}
 
 
+@dataclass
+class Pending:
+    """Gradient waiting on a record's outputs at one depth: per output, [len(lanes), *shape] or None,
+    and the rows (lane positions) it reached, None for all."""
+
+    grads: List[Optional[torch.Tensor]]
+    rows: Optional[set]
+
+
 class Tape:
     """Records of PU runs, pending node gradients, and the newest-first sweep."""
 
@@ -54,7 +66,7 @@ class Tape:
         self.depth_decay = depth_decay
         self.records: Dict[int, Record] = {}
         self.next_id = 0
-        self._pending: Dict[int, list] = {}  # rid -> [grads per output, depth]
+        self._pending: Dict[int, Dict[int, Pending]] = {}  # rid -> depth -> the gradient that reached it there
         self._heap: List[int] = []
 
     def __len__(self) -> int:
@@ -79,28 +91,38 @@ class Tape:
                 self._add(w, node, list(map(lanes.__getitem__, idx)), grad[torch.tensor(idx, device=grad.device)], depth)
 
     def _add(self, rid: int, node: str, lanes: Sequence[int], grad: torch.Tensor, depth: int) -> None:
+        """Hold a gradient on the record's output `node` in `lanes`, apart from those of other depths."""
         rec = self.records.get(rid)
         if rec is None:  # an Environment value, or pruned (beyond every horizon)
             return
-        j = rec.outputs.index(node)
-        entry = self._pending.get(rid)
-        if entry is None:
-            entry = self._pending[rid] = [[None] * len(rec.outputs), depth]
+        by_depth = self._pending.get(rid)
+        if by_depth is None:
+            by_depth = self._pending[rid] = {}
             heapq.heappush(self._heap, -rid)
-        entry[1] = min(entry[1], depth)
+        entry = by_depth.get(depth)
+        if entry is None:
+            entry = by_depth[depth] = Pending([None] * len(rec.outputs), set())
         if list(lanes) != rec.lanes:
             rows = list(map(rec.row.__getitem__, lanes))
-            full = grad.new_zeros(len(rec.lanes), *grad.shape[1:])
-            grad = full.index_add(0, torch.tensor(rows, device=grad.device), grad)
-        entry[0][j] = grad if entry[0][j] is None else entry[0][j] + grad
+            if entry.rows is not None:
+                entry.rows.update(rows)
+            grad = grad.new_zeros(len(rec.lanes), *grad.shape[1:]).index_add(0, torch.tensor(rows, device=grad.device), grad)
+        else:
+            entry.rows = None
+        j = rec.outputs.index(node)
+        entry.grads[j] = grad if entry.grads[j] is None else entry.grads[j] + grad
 
     def sweep(self, pus: Dict[str, nn.Module]) -> int:
         """Backpropagate all pending gradients; parameter gradients accumulate in `.grad`.
 
-        Newest first. A pending record that no record reads from (no child on the tape)
-        can get no more gradient, so it runs in one batch with every other such pending
-        record of its PU: with many lanes, one forward and backward per PU instead of
-        one per record. Returns the number of records visited.
+        Newest first, so everything a record gets has arrived before it passes gradient on.
+        Gradient that reached a record at different depths (along paths of different
+        lengths, or in different lanes) is passed on separately, each only while its own
+        depth is under the horizon; one recompute serves them all, the record's inputs
+        stacked once per depth. A pending record that no record reads from (no child on
+        the tape) can get no more gradient, so it runs in the same recompute as every other
+        such pending record of its PU: with many lanes, one forward and backward per PU
+        instead of one per record. Returns the number of records visited.
         """
         visited = 0
         read_from = None  # ids of records some record reads from, computed once a batch is possible
@@ -116,10 +138,12 @@ class Tape:
                 if rid not in read_from:
                     group += [r for r in self._pending if r != rid and r not in read_from and self.records[r].pu == pu]
             visited += len(group)
-            if len(group) == 1:
-                self._visit(pus, self.records[rid], *self._pending.pop(rid))
+            items = [(self.records[r], depth, entry) for r in group for depth, entry in self._pending.pop(r).items()]
+            rec, depth, entry = items[0]
+            if len(items) == 1 and (entry.rows is None or len(entry.rows) == len(rec.lanes)):
+                self._visit(pus, rec, entry.grads, depth)
             else:
-                self._visit_batch(pus, [self.records[r] for r in group], [self._pending.pop(r) for r in group])
+                self._visit_batch(pus, items)
         return visited
 
     def _leaf(self, x: torch.Tensor, parents: List[List[int]], deeper: List[bool]) -> torch.Tensor:
@@ -133,11 +157,14 @@ class Tape:
             torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
         return bool(pairs)
 
-    def _pass_on(self, rec: Record, input_grads: List[Optional[torch.Tensor]], depth: int) -> None:
-        """Hand the gradients on the record's inputs to the records that wrote them, one level deeper."""
+    def _pass_on(self, rec: Record, input_grads: List[Optional[torch.Tensor]], depth: int,
+                 rows: Optional[List[int]] = None) -> None:
+        """Hand the gradients on the record's inputs (in `rows`, or all) to the records that wrote them."""
+        lanes = rec.lanes if rows is None else [rec.lanes[r] for r in rows]
         for node, g, ps in zip(rec.in_nodes, input_grads, rec.parents):
             if g is not None:
-                self.add_grad(ps, node, rec.lanes, g if self.depth_decay == 1.0 else g * self.depth_decay, depth + 1)
+                ps = ps if rows is None else [ps[r] for r in rows]
+                self.add_grad(ps, node, lanes, g if self.depth_decay == 1.0 else g * self.depth_decay, depth + 1)
 
     def _visit(self, pus: Dict[str, nn.Module], rec: Record, grads: list, depth: int) -> None:
         deeper = depth < self.horizon
@@ -148,25 +175,34 @@ class Tape:
         if deeper:
             self._pass_on(rec, [leaf.grad for leaf in leaves], depth)
 
-    def _visit_batch(self, pus: Dict[str, nn.Module], recs: List[Record], entries: List[list]) -> None:
-        """Records of one PU in one recompute: inputs and output gradients stacked along the lanes."""
-        deeper = [depth < self.horizon for _, depth in entries]
-        sizes = [len(rec.lanes) for rec in recs]
-        leaves = [self._leaf(torch.cat([rec.inputs[i] for rec in recs]), [rec.parents[i] for rec in recs], deeper)
-                  for i in range(len(recs[0].inputs))]
+    def _visit_batch(self, pus: Dict[str, nn.Module], items: List[tuple]) -> None:
+        """(record, depth, Pending) items of one PU in one recompute: each item's rows that got gradient,
+        inputs and output gradients stacked along the lanes; each item passes on its own part."""
+        rows = [None if e.rows is None else sorted(e.rows) for _, _, e in items]
+        deeper = [depth < self.horizon for _, depth, _ in items]
+        sizes = [len(rec.lanes) if r is None else len(r) for (rec, _, _), r in zip(items, rows)]
+        pick = [None if r is None else torch.tensor(r, device=next(g.device for g in e.grads if g is not None))
+                for (_, _, e), r in zip(items, rows)]
+
+        def part(x: torch.Tensor, k: int) -> torch.Tensor:
+            return x if pick[k] is None else x[pick[k]]
+
+        first = items[0][0]
+        leaves = [self._leaf(torch.cat([part(rec.inputs[i], k) for k, (rec, _, _) in enumerate(items)]),
+                             [rec.parents[i] for rec, _, _ in items], deeper) for i in range(len(first.inputs))]
         with torch.enable_grad():
-            outs = run_pu(pus[recs[0].pu], leaves, sum(sizes))
+            outs = run_pu(pus[first.pu], leaves, sum(sizes))
             grads = []
             for j, o in enumerate(outs):
-                parts = [g[j] for g, _ in entries]
-                grads.append(None if all(p is None for p in parts) else torch.cat(
-                    [o.new_zeros(n, *o.shape[1:]) if p is None else p for p, n in zip(parts, sizes)]))
+                parts = [e.grads[j] for _, _, e in items]
+                grads.append(None if all(g is None for g in parts) else torch.cat(
+                    [o.new_zeros(n, *o.shape[1:]) if g is None else part(g, k) for k, (g, n) in enumerate(zip(parts, sizes))]))
             if not self._backward(outs, grads):
                 return
         split = [None if leaf.grad is None else leaf.grad.split(sizes) for leaf in leaves]
-        for k, (rec, (_, depth)) in enumerate(zip(recs, entries)):
+        for k, (rec, depth, _) in enumerate(items):
             if deeper[k]:
-                self._pass_on(rec, [None if s is None else s[k] for s in split], depth)
+                self._pass_on(rec, [None if s is None else s[k] for s in split], depth, rows[k])
 
     def prune(self, live: set) -> None:
         """Keep only records within `horizon` records of a live node value."""

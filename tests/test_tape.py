@@ -156,7 +156,7 @@ def test_batched_sweep_of_childless_records_equals_autograd_and_passes_gradient_
     tape.add_grad([rb2, rb2], "z", [2, 3], g2)
     batches = []
     visit_batch = tape._visit_batch
-    tape._visit_batch = lambda pus, recs, entries: (batches.append([r.rid for r in recs]), visit_batch(pus, recs, entries))
+    tape._visit_batch = lambda pus, items: (batches.append([rec.rid for rec, _, _ in items]), visit_batch(pus, items))
     assert tape.sweep(pus) == 3
     assert batches == [[rb2, rb1]]  # both runs of b in one recompute
     got = {n: p.grad.clone() for n, p in pus.named_parameters()}
