@@ -35,6 +35,7 @@ HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--re
                "-r", "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn",
                "--info", "-i", "--experimental-rerun")
 MULTIRUN_FLAGS = ("--multirun", "-m")
+DEFAULT_RUN_DIR, DEFAULT_SWEEP_DIR = "outputs/runs/${name}", "outputs/multiruns/${now}"  # as in configs/config.yaml
 
 
 def split_config_dirs(argv: Sequence[str]) -> Tuple[List[str], List[str], List[str]]:
@@ -84,10 +85,13 @@ def sweep_jobs(overrides: Sequence[str]) -> List[List[str]]:
 def check_sweep(argv: Sequence[str], config_dirs: Sequence[str]) -> None:
     """Compose every job of a sweep before the launcher starts, so a typo or a bad value gets inet's message."""
     keys = [a for a in argv if not override_key(a).startswith("hydra") or override_key(a) == "hydra.searchpath"]
+    from .run.runner import check_device, check_writable
+
+    check_writable(Path((_value(argv, "hydra.sweep.dir") or DEFAULT_SWEEP_DIR).split("$")[0]), "hydra.sweep.dir")
     jobs = sweep_jobs(keys)
     for n, job in enumerate(jobs):
         try:
-            compose(job, config_dirs)
+            check_device(compose(job, config_dirs).device)
         except ConfigError as e:
             raise ConfigError(f"{e} (sweep job {n}: {' '.join(job)})" if n else str(e)) from None
 
@@ -117,7 +121,7 @@ def prepare(argv: List[str]) -> List[str]:
         check_sweep([a for a in argv if not a.startswith("-")], config_dirs)
     if any(a.startswith("-") for a in argv):
         return [*flags, *argv]
-    from .run.runner import require_new_run_dir
+    from .run.runner import check_device, check_writable, require_new_run_dir
 
     run_dir = _value(argv, "hydra.run.dir")
     resume = (_value(argv, "resume") or "false").lower() in ("true", "yes", "on", "1")
@@ -134,6 +138,8 @@ def prepare(argv: List[str]) -> List[str]:
         require_new_run_dir(Path(run_dir))
     keys = [a for a in argv if not override_key(a).startswith("hydra") or override_key(a) == "hydra.searchpath"]
     cfg = compose(keys, config_dirs)
+    check_device(cfg.device)
+    check_writable(Path(run_dir or DEFAULT_RUN_DIR.split("$")[0]), "hydra.run.dir")
     if resume:
         from .run import checkpoint
 

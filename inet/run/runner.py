@@ -10,10 +10,13 @@ figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import platform
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,7 +30,7 @@ from ..config import ConfigError, RunConfig
 from ..engine import Engine
 from ..guards import NonFiniteError
 from ..tasks import kpi_registry
-from . import checkpoint
+from . import checkpoint, failure
 from .files import OutputWriteError, describe, save_atomic, write_atomic
 from .logger import RunLogger
 from .plots import plot_run
@@ -89,6 +92,39 @@ def require_new_run_dir(run_dir: Path) -> None:
                           "or choose another directory")
 
 
+def check_device(device: str) -> None:
+    """Refuse a CUDA device this machine does not have, naming why, before any directory is made."""
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        why = ("this torch is built without CUDA" if torch.version.cuda is None
+               else "torch finds no CUDA GPU (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it)")
+        raise ConfigError(f"device: {device} needs a CUDA GPU, but {why}; use device=cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(f"device: {device} does not exist; this machine has {count} CUDA device(s), "
+                          f"cuda:0 to cuda:{count - 1}")
+
+
+def check_writable(path: Path, key: str) -> None:
+    """Refuse an output directory that cannot be created or written, before anything is written there.
+
+    The nearest existing folder of `path` gets a probe folder, removed at once (os.access
+    would pass for root on a read-only mount and misjudge network file systems).
+    """
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        tempfile.TemporaryDirectory(dir=existing, prefix=".inet-probe-").cleanup()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot write {path}: {existing} is not writable ({describe(e)}); "
+                          f"choose another directory with {key}=DIR") from None
+
+
 def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     """Train for `cfg.iterations` lane-iterations (resuming from run_dir's checkpoint with `cfg.resume`).
 
@@ -97,6 +133,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     NonFiniteError (naming the last good checkpoint) on a NaN or inf, and
     RunWriteFailed (likewise) when an output cannot be written.
     """
+    check_device(cfg.device)
     ckpt_path = run_dir / checkpoint.FILENAME
     saved: Optional[dict] = None
     if cfg.resume:
@@ -114,6 +151,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         engine.load_state_dict(saved["engine"])
         runner_state = saved["runner"]
     run_dir.mkdir(parents=True, exist_ok=True)
+    failure.clear(run_dir)
 
     def save_checkpoint() -> None:
         state = {**runner_state, "wall_seconds": wall(), "checkpoint_iteration": engine.iteration,
@@ -167,12 +205,19 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         save_checkpoint()
         summary = _finish(cfg, engine, kpis, run_dir, config_yaml, wall(), logger)
     except NonFiniteError as e:
+        failure.mark_failed(run_dir, e, engine.iteration)
         raise NonFiniteError(f"{e}; the run stopped ({last_good()}). Set nonfinite=skip to skip such updates "
                              "and count them instead") from None
     except (OSError, OutputWriteError) as e:
         what = str(e) if isinstance(e, OutputWriteError) else f"a write failed: {describe(e)}"
+        failure.mark_failed(run_dir, RunWriteFailed(what), engine.iteration)
         raise RunWriteFailed(f"{run_dir}: {what}. The run stopped at iteration {engine.iteration}; {last_good()}. "
                              "Free space (or fix the cause) first") from None
+    except RunInterrupted:
+        raise
+    except Exception as e:
+        failure.mark_failed(run_dir, e, engine.iteration)
+        raise
     finally:
         bar.close()
         for out in (recorder, logger):
