@@ -5,7 +5,9 @@ Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
 `summary.json`, `checkpoint.pt` (every `checkpoint_interval` iterations, on
 SIGTERM/SIGINT and at the end; `resume=true` continues from it), `pus/<name>.pt`
 (each PU's weights, loadable with `pretrained:`), `plots/` (one PNG per declared
-figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace.py).
+figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace.py),
+`run.log` (the progress lines and the final KPI table, inet/run/progress.py) and, for a
+run stopped by an error, `failed.json` (the reason, inet/run/failure.py).
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-from tqdm import tqdm
 
 from ..version import __version__
 from ..config import ConfigError, RunConfig
@@ -34,6 +35,7 @@ from . import checkpoint, failure
 from .files import OutputWriteError, describe, save_atomic, write_atomic
 from .logger import RunLogger
 from .plots import plot_run
+from .progress import Progress
 from .trace import TraceRecorder
 
 
@@ -166,16 +168,15 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                 else "no checkpoint was written before it")
 
     resume_at = engine.iteration if saved is not None else None
-    bar = tqdm(total=cfg.iterations, initial=engine.iteration, unit="it", disable=not cfg.progress,
-               dynamic_ncols=True, mininterval=0.5)
     offset, start = runner_state["wall_seconds"], time.perf_counter()
     wall = lambda: offset + time.perf_counter() - start  # noqa: E731
     every = cfg.checkpoint_interval
-    logger = recorder = None
+    logger = recorder = progress = None
     kpis = engine.declared_kpis()
     headline = [k.name for k in kpis if k.table == kpi_registry.MAIN_TABLE and k.curve]
     try:
         write_atomic(run_dir / kpi_registry.FILENAME, kpi_registry.dumps(kpis))
+        progress = Progress(run_dir, cfg.iterations, engine.iteration, cfg.progress)
         logger = RunLogger(run_dir, config_yaml, kpis, engine.diagnostics(), resume_at=resume_at, hparams=hparams(cfg))
         recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
         recorder.load_state_dict(runner_state.get("trace", {}))
@@ -191,8 +192,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                     row["iterations_per_second"] = it / wall()
                     logger.log(it, row)
                     recorder.log_usage(it)
-                    bar.update(it - bar.n)
-                    bar.set_postfix({k: f"{row[k]:.3f}" for k in headline})
+                    progress.update(it, {k: row[k] for k in headline})
                     while runner_state["next_log"] <= it:
                         runner_state["next_log"] += cfg.log_interval
                 if stop.signum or (every and it // every != before // every):
@@ -204,6 +204,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         recorder.close()
         save_checkpoint()
         summary = _finish(cfg, engine, kpis, run_dir, config_yaml, wall(), logger)
+        progress.write(f"{kpi_table(summary)}\nrun directory: {run_dir}")
     except NonFiniteError as e:
         failure.mark_failed(run_dir, e, engine.iteration)
         raise NonFiniteError(f"{e}; the run stopped ({last_good()}). Set nonfinite=skip to skip such updates "
@@ -219,8 +220,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         failure.mark_failed(run_dir, e, engine.iteration)
         raise
     finally:
-        bar.close()
-        for out in (recorder, logger):
+        for out in (recorder, logger, progress):
             if out is not None:
                 with contextlib.suppress(OSError, OutputWriteError):
                     out.close()
