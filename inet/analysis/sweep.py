@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import List
 
-from ..run.files import write_atomic
+from ..run.files import json_text, write_atomic
 
 FAILURES_DIR = "failures"
 FAILURES_MD = "failures.md"
@@ -25,7 +25,7 @@ def record_failure(sweep_dir: Path, job_num: int, overrides: List[str], run_dir:
     record = {"job": job_num, "overrides": overrides, "run_dir": str(run_dir),
               "error": f"{type(error).__name__}: {error}",
               "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
-    write_atomic(d / f"{job_num}.json", json.dumps(record, indent=2))
+    write_atomic(d / f"{job_num}.json", json_text(record, indent=2))
     with open(d / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         write_atomic(sweep_dir / FAILURES_MD, failures_markdown(load_failures(sweep_dir)))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .files import OutputWriteError, describe, write_atomic
+from .files import OutputWriteError, describe, json_text, write_atomic
 
 FILENAME = "failed.json"
 
@@ -22,7 +22,7 @@ def mark_failed(run_dir: Path, error: BaseException, iteration: int) -> bool:
     record = {"error": type(error).__name__, "reason": describe(error), "iteration": iteration,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
-        write_atomic(Path(run_dir) / FILENAME, json.dumps(record, indent=2))
+        write_atomic(Path(run_dir) / FILENAME, json_text(record, indent=2))
     except OutputWriteError:
         return False
     return True

@@ -32,7 +32,7 @@ from ..engine import Engine
 from ..guards import NonFiniteError
 from ..tasks import kpi_registry
 from . import checkpoint, failure
-from .files import OutputWriteError, describe, save_atomic, write_atomic
+from .files import OutputWriteError, describe, json_text, save_atomic, write_atomic
 from .logger import RunLogger
 from .plots import plot_run
 from .progress import Progress
@@ -248,7 +248,7 @@ def _finish(cfg: RunConfig, engine: Engine, kpis: List[kpi_registry.KPI], run_di
         "config_hash": config_hash(config_yaml),
         "versions": versions(),
     }
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(run_dir / "summary.json", json_text(summary, indent=2))
     figures = plot_run(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}",
                        kpis)
     logger.finish(engine.iteration, summary, figures)
