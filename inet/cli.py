@@ -12,7 +12,12 @@ from typing import List, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from .compose import CONFIG_DIR, compose, config_yaml, override_key, register_schema, schema_keys, to_run_config
+from .analysis.sweep import DIRNAME_NEUTRAL, job_dirname
 from .config import ConfigError
+
+# the sweep job directory name (configs/config.yaml, hydra.sweep.subdir); registered on import, so that
+# launcher workers, which import this module to run a job, resolve it too
+OmegaConf.register_new_resolver("inet_job_dir", lambda overrides: job_dirname(list(overrides)), replace=True)
 
 USAGE = """usage: inet <command> [args]   (inet --version prints the version)
 
@@ -89,6 +94,12 @@ def check_sweep(argv: Sequence[str], config_dirs: Sequence[str]) -> None:
 
     check_writable(Path((_value(argv, "hydra.sweep.dir") or DEFAULT_SWEEP_DIR).split("$")[0]), "hydra.sweep.dir")
     jobs = sweep_jobs(keys)
+    names = [job_dirname(job) for job in jobs]
+    for n, name in enumerate(names):
+        if names.index(name) != n:
+            raise ConfigError(f"jobs {names.index(name)} and {n} of the sweep would share the directory {name}: "
+                              f"they differ only in keys left out of job names ({', '.join(DIRNAME_NEUTRAL)}); "
+                              "sweep such a key in a sweep of its own")
     for n, job in enumerate(jobs):
         try:
             check_device(compose(job, config_dirs).device)

@@ -89,7 +89,7 @@ def test_a_full_disk_at_checkpoint_time_marks_the_run_failed_for_report(tmp_path
     assert mark["error"] == "RunWriteFailed" and mark["iteration"] == 400
     assert mark["reason"] == f"cannot write {out / 'checkpoint.pt'}: No space left on device (ENOSPC)"
     [line] = missing(group(find_runs([tmp_path])), [])
-    assert "failed at iteration 400: RunWriteFailed: cannot write" in line and "ENOSPC" in line
+    assert "failed: RunWriteFailed: cannot write" in line and "ENOSPC" in line and "(at iteration 400; " in line
     assert "crashed or still running" not in line
     run(compose([*BASE, "resume=true"]), out, "config: test\n")  # space is back: the mark goes, the run completes
     assert not (out / failure.FILENAME).exists() and (out / "summary.json").is_file()

@@ -204,12 +204,12 @@ def missing(variants: List[Variant], failures: List[dict]) -> List[str]:
                 continue
             f = failed.pop(str(r.path), None)
             mark = failure.load(r.path)
-            if mark is not None:
-                lines.append(f"`{v.label}` seed {r.seed}: failed at iteration {mark['iteration']}: {mark['error']}: "
-                             f"{mark['reason']} ({r.path})")
-            elif f is not None:
-                lines.append(f"`{v.label}` seed {r.seed}: job {f['job']} failed: {f['error'].splitlines()[0]} "
-                             f"(overrides `{' '.join(f['overrides'])}`; {r.path})")
+            if mark is not None or f is not None:
+                job = f" job {f['job']}" if f is not None else ""
+                error = f"{mark['error']}: {mark['reason']}" if mark is not None else f["error"].splitlines()[0]
+                where = [f"at iteration {mark['iteration']}"] if mark is not None else []
+                where += [f"overrides `{' '.join(f['overrides'])}`"] if f is not None else []
+                lines.append(f"`{v.label}` seed {r.seed}:{job} failed: {error} ({'; '.join([*where, str(r.path)])})")
             else:
                 last = int(r.kpis["iteration"].iloc[-1]) if r.kpis is not None and len(r.kpis) else 0
                 lines.append(f"`{v.label}` seed {r.seed}: no summary.json (stopped, crashed or still running; "
