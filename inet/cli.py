@@ -205,14 +205,15 @@ def _hydra_run(argv: List[str]) -> None:
 
 def _run_help(argv: List[str]) -> str:
     """`inet run [overrides] --help`: the groups and keys, valued as these overrides compose them."""
-    from .compose import search_dirs
-    from .run_help import run_help
+    from .compose import group_options, search_dirs
+    from .run_help import GROUPS, run_help
 
     config_dirs, _, argv = split_config_dirs(argv)
     overrides = [a for a in argv if not a.startswith("-") and (not override_key(a).startswith("hydra")
                                                                or override_key(a) == "hydra.searchpath")]
     cfg = compose(overrides, config_dirs)
-    return run_help(cfg, [*search_dirs(overrides), *(Path(d) for d in config_dirs)])
+    dirs = [*search_dirs(overrides), *(Path(d) for d in config_dirs)]
+    return run_help(cfg, {g: group_options(g, dirs) for g in GROUPS})
 
 
 def _complete(args: List[str]) -> None:

@@ -11,10 +11,9 @@ import dataclasses
 import io
 import tokenize
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, get_type_hints
+from typing import Any, Dict, List, Mapping, Sequence, get_type_hints
 
 from . import config as schema
-from .compose import CONFIG_DIR, group_options
 
 GROUPS = ("experiment", "cu", "task", "reward", "curriculum", "stabilisers", "tuning")
 ENTRY_MAPS = {"nodes": schema.NodeConfig, "pus": schema.PUConfig, "envs": schema.EnvConfig}
@@ -94,11 +93,11 @@ def keys_help(cfg: schema.RunConfig) -> List[str]:
     return [f"  {k.ljust(width)}  {d}".rstrip() for k, d in rows]
 
 
-def run_help(cfg: schema.RunConfig, config_dirs: Sequence[Path] = (CONFIG_DIR,)) -> str:
-    """The whole `inet run --help` text for the composed config `cfg`."""
+def run_help(cfg: schema.RunConfig, options: Mapping[str, Sequence[str]]) -> str:
+    """The whole `inet run --help` text for the composed config `cfg`; `options`: config group -> its options."""
     from .version import __version__
 
-    groups = [f"  {g}: {', '.join(group_options(g, config_dirs))}" for g in GROUPS if group_options(g, config_dirs)]
+    groups = [f"  {g}: {', '.join(options[g])}" for g in GROUPS if options.get(g)]
     return "\n".join([
         f"inet run (inet {__version__}): train one Interaction Network, or a sweep of them with -m",
         "",
