@@ -11,8 +11,13 @@ from typing import List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .compose import CONFIG_DIR, compose, config_yaml, override_key, register_schema, to_run_config
+from .compose import CONFIG_DIR, compose, config_yaml, override_key, register_schema, schema_keys, to_run_config
+from .analysis.sweep import DIRNAME_NEUTRAL, job_dirname
 from .config import ConfigError
+
+# the sweep job directory name (configs/config.yaml, hydra.sweep.subdir); registered on import, so that
+# launcher workers, which import this module to run a job, resolve it too
+OmegaConf.register_new_resolver("inet_job_dir", lambda overrides: job_dirname(list(overrides)), replace=True)
 
 USAGE = """usage: inet <command> [args]   (inet --version prints the version)
 
@@ -29,6 +34,13 @@ commands:
 
 
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+# Hydra's own flags of `inet run` (inet run --hydra-help); any other `-x` is refused before argparse sees it,
+# which would otherwise prefix-match `--experiment=...` to `--experimental-rerun`
+HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p", "--run",
+               "-r", "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn",
+               "--info", "-i", "--experimental-rerun")
+MULTIRUN_FLAGS = ("--multirun", "-m")
+DEFAULT_RUN_DIR, DEFAULT_SWEEP_DIR = "outputs/runs/${name}", "outputs/multiruns/${now}"  # as in configs/config.yaml
 
 
 def split_config_dirs(argv: Sequence[str]) -> Tuple[List[str], List[str], List[str]]:
@@ -50,6 +62,51 @@ def split_config_dirs(argv: Sequence[str]) -> Tuple[List[str], List[str], List[s
     return dirs, flags, rest
 
 
+def check_flags(argv: Sequence[str]) -> None:
+    """Refuse a flag Hydra does not have; `--key=value` is an override written with dashes, and the message says so."""
+    for a in argv:
+        flag = a.split("=", 1)[0]
+        if not a.startswith("-") or flag in HYDRA_FLAGS:
+            continue
+        bare = a.lstrip("-")
+        if "=" in bare or override_key(bare) in schema_keys():
+            raise ConfigError(f"{a}: overrides take no dashes; write {bare}")
+        raise ConfigError(f"{a}: unknown option; inet run takes key=value overrides and the flags -m, --cfg job, "
+                          "--config-dir DIR, --help (see inet run --help)")
+
+
+def sweep_jobs(overrides: Sequence[str]) -> List[List[str]]:
+    """The jobs of a sweep (`seed=0,1 lr=1e-3,1e-4` -> four override lists), as Hydra's basic sweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as e:  # Hydra's OverrideParseException names the override and the position
+        raise ConfigError(str(e).splitlines()[0]) from None
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def check_sweep(argv: Sequence[str], config_dirs: Sequence[str]) -> None:
+    """Compose every job of a sweep before the launcher starts, so a typo or a bad value gets inet's message."""
+    keys = [a for a in argv if not override_key(a).startswith("hydra") or override_key(a) == "hydra.searchpath"]
+    from .run.runner import check_device, check_writable
+
+    check_writable(Path((_value(argv, "hydra.sweep.dir") or DEFAULT_SWEEP_DIR).split("$")[0]), "hydra.sweep.dir")
+    jobs = sweep_jobs(keys)
+    names = [job_dirname(job) for job in jobs]
+    for n, name in enumerate(names):
+        if names.index(name) != n:
+            raise ConfigError(f"jobs {names.index(name)} and {n} of the sweep would share the directory {name}: "
+                              f"they differ only in keys left out of job names ({', '.join(DIRNAME_NEUTRAL)}); "
+                              "sweep such a key in a sweep of its own")
+    for n, job in enumerate(jobs):
+        try:
+            check_device(compose(job, config_dirs).device)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (sweep job {n}: {' '.join(job)})" if n else str(e)) from None
+
+
 def _value(argv: Sequence[str], key: str) -> Optional[str]:
     vals = [a.split("=", 1)[1] for a in argv if "=" in a and override_key(a) == key]
     return vals[-1] if vals else None
@@ -64,12 +121,18 @@ def prepare(argv: List[str]) -> List[str]:
     - without `resume=true`, a `hydra.run.dir` that already holds a run is refused.
     - the composed config is validated (ranges, names, graph), so a bad value fails here,
       with the user's `--config-dir` and `hydra.searchpath` directories searched as Hydra will.
-    Raises ConfigError naming the key and the fix. Multirun and other flags (--cfg, -m) pass through.
+    - a flag Hydra does not have is refused (`--experiment=x` names the override `experiment=x`).
+    - every job of a sweep (`-m`) is composed, so a typo gets inet's message before any job starts.
+    Raises ConfigError naming the key and the fix. Other flags (--cfg, -sc) pass through.
     """
     config_dirs, flags, argv = split_config_dirs(argv)
+    check_flags(argv)
+    if any(a in MULTIRUN_FLAGS for a in argv) and not any(a.split("=", 1)[0] in ("--cfg", "-c", "--help", "-h")
+                                                          for a in argv):
+        check_sweep([a for a in argv if not a.startswith("-")], config_dirs)
     if any(a.startswith("-") for a in argv):
         return [*flags, *argv]
-    from .run.runner import require_new_run_dir
+    from .run.runner import check_device, check_writable, require_new_run_dir
 
     run_dir = _value(argv, "hydra.run.dir")
     resume = (_value(argv, "resume") or "false").lower() in ("true", "yes", "on", "1")
@@ -86,6 +149,8 @@ def prepare(argv: List[str]) -> List[str]:
         require_new_run_dir(Path(run_dir))
     keys = [a for a in argv if not override_key(a).startswith("hydra") or override_key(a) == "hydra.searchpath"]
     cfg = compose(keys, config_dirs)
+    check_device(cfg.device)
+    check_writable(Path(run_dir or DEFAULT_RUN_DIR.split("$")[0]), "hydra.run.dir")
     if resume:
         from .run import checkpoint
 
@@ -102,6 +167,9 @@ def _hydra_run(argv: List[str]) -> None:
     from .run.runner import RunInterrupted, RunWriteFailed, run
 
     try:
+        if any(a in ("--help", "-h") for a in argv):
+            print(_run_help(argv))
+            return
         argv = prepare(argv)
     except ConfigError as e:
         print(f"inet: config error: {e}", file=sys.stderr)
@@ -130,8 +198,48 @@ def _hydra_run(argv: List[str]) -> None:
             print(f"inet: write failed: {e}", file=sys.stderr)
             sys.exit(e.exit_code)
 
-    sys.argv = ["inet run", *argv]
+    # the program name Hydra prints in its help and, for `-sc install=bash`, registers for completion
+    sys.argv = ["inet" if any(a in ("-sc", "--shell-completion") for a in argv) else "inet run", *argv]
     app()
+
+
+def _run_help(argv: List[str]) -> str:
+    """`inet run [overrides] --help`: the groups and keys, valued as these overrides compose them."""
+    from .compose import group_options, search_dirs
+    from .run_help import GROUPS, run_help
+
+    config_dirs, _, argv = split_config_dirs(argv)
+    overrides = [a for a in argv if not a.startswith("-") and (not override_key(a).startswith("hydra")
+                                                               or override_key(a) == "hydra.searchpath")]
+    cfg = compose(overrides, config_dirs)
+    dirs = [*search_dirs(overrides), *(Path(d) for d in config_dirs)]
+    return run_help(cfg, {g: group_options(g, dirs) for g in GROUPS})
+
+
+def _complete(args: List[str]) -> None:
+    """TAB in bash (`inet run -sc install=bash` set it up): the shell runs `inet -sc query=bash` with the
+    line in COMP_LINE. `inet <TAB>` offers the commands; `inet run ...<TAB>` Hydra's keys and groups."""
+    import os
+
+    import contextlib
+    import io
+
+    from .compose import group_options
+
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    word = "" if line.endswith(" ") or not words else words[-1]
+    if len(words) >= 2 and words[1] == "run" and (len(words) > 2 or line.endswith(" ")):
+        if word and (word.startswith("experiment=") or "experiment=".startswith(word)):
+            # experiments sit in sub-folders, which Hydra would offer as groups of their own (experiment/multitask=)
+            print(" ".join(o for o in (f"experiment={x}" for x in group_options("experiment")) if o.startswith(word)))
+            return
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        with contextlib.redirect_stdout(io.StringIO()) as hydra_out:
+            _hydra_run(args)
+        print(" ".join("experiment=" if c == "experiment/" else c for c in hydra_out.getvalue().split()))
+    elif len(words) == 1 or (len(words) == 2 and not line.endswith(" ")):
+        print(" ".join(COMMANDS))
 
 
 def _sweep_job(cfg: DictConfig, hc: DictConfig) -> None:
@@ -178,9 +286,23 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+COMMANDS = ("run", "report", "viz", "reproduce")
+VIZ_USAGE = """usage: inet viz RUN_DIR
+
+Write RUN_DIR/viewer.html: the run viewer, one offline page (trace windows, node values, actions)."""
+REPORT_USAGE = """usage: inet report DIR... [-o OUT]
+
+Aggregate every run under DIR... (sweeps included) into OUT/report.md, report.csv and plots/:
+per experiment variant, mean, std and 95% interval of each KPI over seeds; failed and
+incomplete runs are listed with their reason. OUT defaults to the first DIR."""
+
+
 def _viz(args: List[str]) -> None:
     from .analysis.viz import NotARunError, write_viewer
 
+    if args and args[0] in ("-h", "--help"):
+        print(VIZ_USAGE)
+        return
     if len(args) != 1 or args[0].startswith("-"):
         _fail(f"viz takes one run directory, got {args}\n\n{USAGE}")
     try:
@@ -193,6 +315,9 @@ def _viz(args: List[str]) -> None:
 def _report(args: List[str]) -> None:
     from .analysis.report import ReportError, write_report
 
+    if args and args[0] in ("-h", "--help"):
+        print(REPORT_USAGE)
+        return
     out: Optional[str] = None
     dirs: List[str] = []
     it = iter(args)
@@ -224,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .version import __version__
 
         print(f"inet {__version__}")
+        return
+    if args[0] in ("-sc", "--shell-completion"):
+        _complete(args)
         return
     cmd, rest = args[0], args[1:]
     if cmd == "run":

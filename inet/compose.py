@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from difflib import get_close_matches
+from typing import Any, Dict, List, Optional, Sequence, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -95,6 +96,11 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[Path | str] = (
             cfg = hydra_compose("config", overrides=list(overrides))
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(explain(e, search_dirs(overrides))) from None
+        except Exception as e:
+            malformed = yaml_error(e)
+            if malformed is None:
+                raise
+            raise ConfigError(malformed) from None
     return to_run_config(cfg)
 
 
@@ -169,8 +175,41 @@ def explain(e: BaseException, dirs: Sequence[Path] = (CONFIG_DIR,)) -> str:
         lines.append(f"`{key}` options are placed per environment: {key}@envs.<env>.{key}=<option> "
                      f"(options: {', '.join(group_options(key, dirs))})")
     elif any(ln.startswith("Could not override") for ln in lines) and not any((d / key).is_dir() for d in dirs if key):
-        lines.append("The key is not in the schema: check its spelling; `inet run --cfg job` prints every key.")
+        return unknown_key(key, dirs)
     return "\n".join(lines)
+
+
+def unknown_key(key: str, dirs: Sequence[Path] = (CONFIG_DIR,)) -> str:
+    """`key: no such key; did you mean <close match>?` in one line."""
+    close = get_close_matches(key, [*schema_keys(), *(p.name for d in dirs if d.is_dir() for p in d.iterdir()
+                                                      if p.is_dir())], n=1, cutoff=0.7)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"{key}: no such key; {hint}`inet run --help` lists every key and group"
+
+
+def schema_keys(cls: type = RunConfig, prefix: str = "") -> List[str]:
+    """The dotted keys of the schema's fields, nested dataclasses included (`cu.learning_rate`)."""
+    out = []
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        out.append(prefix + f.name)
+        if is_dataclass(hints[f.name]):
+            out += schema_keys(hints[f.name], f"{prefix}{f.name}.")
+    return out
+
+
+def yaml_error(e: BaseException) -> Optional[str]:
+    """`file:line:column: problem` for malformed YAML in a config file, else None."""
+    import yaml
+
+    while e is not None and not isinstance(e, yaml.MarkedYAMLError):
+        e = e.__cause__ or e.__context__
+    if e is None:
+        return None
+    mark = e.problem_mark or e.context_mark
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else "a config file"
+    what = " ".join(str(x) for x in (e.problem, e.context) if x)
+    return f"{where}: malformed YAML: {what}"
 
 
 def override_key(arg: str) -> str:

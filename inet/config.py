@@ -26,14 +26,15 @@ class ConfigError(ValueError):
 class NodeConfig:
     """A named slot holding a tensor of fixed shape per lane."""
 
-    shape: List[int] = field(default_factory=lambda: [1])
-    cu_visible: bool = False
+    shape: List[int] = field(default_factory=lambda: [1])  # the tensor shape per lane, e.g. [1] or [4, 2]
+    cu_visible: bool = False  # the CU sees this node's value in its input
     # [start, stop) slice of the flattened value that the CU sees; null = all of it.
     cu_view: Optional[List[int]] = None
     # paper 5.2.2.5: snap every written value to the nearest of these (straight-through gradient); null = off
     round_to: Optional[List[float]] = None
-    round_from: int = 0  # lane-iteration at which rounding starts (straight-through rounding from scratch hides
+    # lane-iteration at which rounding starts (straight-through rounding from scratch hides
     # the continuous signal a PU learns from; start it once the PUs are roughly right)
+    round_from: int = 0
 
 
 @dataclass
@@ -41,25 +42,25 @@ class PretrainConfig:
     """A supervised phase for one PU before the IN starts (steps: 0 = off)."""
 
     data: str = ""  # import path of fn(batch_size, generator) -> (inputs, targets)
-    steps: int = 0
-    batch_size: int = 64
-    lr: float = 1e-3
+    steps: int = 0  # supervised steps before the IN starts (0 = off)
+    batch_size: int = 64  # samples per supervised step
+    lr: float = 1e-3  # Adam learning rate of the supervised phase
 
 
 @dataclass
 class PUConfig:
     """A Processing Unit: an nn.Module reading `inputs` nodes and writing `outputs` nodes."""
 
-    kind: str = "mlp"
-    inputs: List[str] = field(default_factory=list)
-    outputs: List[str] = field(default_factory=list)
-    hidden: List[int] = field(default_factory=lambda: [32])
-    activation: str = "relu"
+    kind: str = "mlp"  # mlp, gru, mover (copies a node), constant or custom
+    inputs: List[str] = field(default_factory=list)  # the nodes the PU reads
+    outputs: List[str] = field(default_factory=list)  # the nodes the PU writes
+    hidden: List[int] = field(default_factory=lambda: [32])  # hidden layer sizes (mlp, gru)
+    activation: str = "relu"  # relu, tanh, sigmoid or gelu
     value: Optional[List[float]] = None  # `constant`: initial value (default zeros)
     trainable: bool = True  # False: the PU has no learnable parameters
     freeze: bool = False  # True: keep learnable parameters fixed (e.g. after `pretrained`)
     pretrained: Optional[str] = None  # path of a state_dict saved with torch.save
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a supervised phase before the IN starts
     lr: Optional[float] = None  # overrides pu_optim.lr for this PU
     _target_: Optional[str] = None  # `custom`: import path of an nn.Module class
     params: Dict[str, Any] = field(default_factory=dict)  # `custom`: constructor kwargs
@@ -71,14 +72,14 @@ class RewardConfig:
 
     success: float = 1.0  # reward for a correct submit (graded tasks: the scale of the graded part)
     bonus: float = 0.0  # graded tasks: added when the submit succeeds (|err| < tolerance)
-    wrong_answer: float = 0.0
-    invalid_action: float = -1.0
+    wrong_answer: float = 0.0  # reward for a wrong submit
+    invalid_action: float = -1.0  # reward for an action that cannot run now
     timeout: int = 10  # iterations a task instance may take before it fails
-    timeout_penalty: float = -1.0
+    timeout_penalty: float = -1.0  # reward when the action budget runs out
     timeout_per_item: float = 0.0  # the budget grows by this per item of the instance (reduce: 2 per item)
     per_iteration: float = 0.0  # added every iteration (a cost when negative)
     shape: str = "exp"  # graded tasks: exp -> success*exp(-err^2/width); binary
-    width: float = 0.01
+    width: float = 0.01  # graded tasks, shape exp: the width of the reward bump
 
 
 @dataclass
@@ -91,15 +92,15 @@ class CurriculumConfig:
     after any change count towards neither streak.
     """
 
-    enabled: bool = False
-    start_length: int = 1
-    min_length: int = 1
-    max_length: int = 64
-    promote_after: int = 10
-    demote_after: int = 20
-    mode: str = "add"
-    step: int = 1
-    hysteresis: int = 0
+    enabled: bool = False  # grow the task length with success (false: start_length throughout)
+    start_length: int = 1  # the task length at iteration 0
+    min_length: int = 1  # the shortest length a demotion reaches
+    max_length: int = 64  # the longest length a promotion reaches
+    promote_after: int = 10  # successes in a row that lengthen the task
+    demote_after: int = 20  # failures in a row that shorten the task
+    mode: str = "add"  # add (+ step) or double (x2) per change
+    step: int = 1  # mode add: the length change
+    hysteresis: int = 0  # task instances after a change that count towards neither streak
     # fraction of task instances whose length is drawn uniformly from [min_length, current length]
     # (rehearsal of shorter lengths, so that the greedy CU does not forget them)
     mix: float = 0.0
@@ -109,12 +110,12 @@ class CurriculumConfig:
 class EnvConfig:
     """An Environment: `_target_` names its class; it writes `inputs` and reads `outputs`."""
 
-    _target_: str = ""
-    inputs: List[str] = field(default_factory=list)
-    outputs: List[str] = field(default_factory=list)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    params: Dict[str, Any] = field(default_factory=dict)
+    _target_: str = ""  # import path of the Environment class, e.g. inet.tasks.multitask.Multitask
+    inputs: List[str] = field(default_factory=list)  # the nodes the Environment writes each new task instance into
+    outputs: List[str] = field(default_factory=list)  # the nodes the Environment reads the submitted answer from
+    reward: RewardConfig = field(default_factory=RewardConfig)  # its reward terms (the reward group: reward@envs.<env>.reward=<option>)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # its task length over training (the curriculum group)
+    params: Dict[str, Any] = field(default_factory=dict)  # the Environment's own options
     # the signals the CU sees, by name (default: all: new_instance, age, then the task's own)
     signals: Optional[List[str]] = None
 
@@ -131,29 +132,29 @@ class CUConfig:
     # the learner class (inet/cu/protocol.py): inet.cu.dqn.DQN, inet.cu.qr_dqn.QRDQN, or a user's own
     _target_: str = "inet.cu.dqn.DQN"
     params: Dict[str, Any] = field(default_factory=dict)  # the learner's own options (QR-DQN: n_quantiles, kappa)
-    inputs: List[str] = field(default_factory=lambda: list(CU_INPUT_PARTS))
-    history_length: int = 2
-    hidden: List[int] = field(default_factory=lambda: [64, 64])
-    double: bool = False
-    dueling: bool = False
-    learning_rate: float = 1e-3
-    buffer_size: int = 10_000
-    learning_starts: int = 100
-    batch_size: int = 32
-    gamma: float = 0.9
+    inputs: List[str] = field(default_factory=lambda: list(CU_INPUT_PARTS))  # the parts of the CU's input vector: history, signals, nodes, meta
+    history_length: int = 2  # past actions in the CU's input
+    hidden: List[int] = field(default_factory=lambda: [64, 64])  # hidden layer sizes of the Q-network
+    double: bool = False  # Double DQN targets
+    dueling: bool = False  # a dueling Q-network head
+    learning_rate: float = 1e-3  # Adam learning rate of the Q-network
+    buffer_size: int = 10_000  # replay buffer capacity
+    learning_starts: int = 100  # iterations before the first update
+    batch_size: int = 32  # transitions per update
+    gamma: float = 0.9  # discount factor
     n_step: int = 1  # TD targets over n iterations of rewards (cut at task-instance ends)
-    train_freq: int = 1
-    gradient_steps: int = 1
-    target_update_interval: int = 250
-    tau: float = 1.0
+    train_freq: int = 1  # iterations between updates
+    gradient_steps: int = 1  # updates each time
+    target_update_interval: int = 250  # iterations between target-network updates
+    tau: float = 1.0  # target update rate (1 = hard copy)
     # Short: a long uniformly random phase trains every PU on the mixture of all targets,
     # which seeds the wrong-partition local optimum in multitask (see README).
     exploration_fraction: float = 0.02
-    exploration_initial_eps: float = 1.0
-    exploration_final_eps: float = 0.01
-    max_grad_norm: float = 10.0
+    exploration_initial_eps: float = 1.0  # epsilon at iteration 0
+    exploration_final_eps: float = 0.01  # epsilon after exploration_fraction of the run
+    max_grad_norm: float = 10.0  # gradient norm clip of the Q-network
     grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
-    grad_to_nodes_scale: float = 1.0
+    grad_to_nodes_scale: float = 1.0  # scale of the TD loss gradient into CU-visible nodes
     # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning)
     script: Optional[str] = None
     # paper 5.2.2.3: divide epsilon by the expected iterations of each lane's task instance
@@ -180,7 +181,7 @@ class PUOptimConfig:
     clip_grad_norm: Optional[float] = None  # per-PU gradient norm clip
     # paper 6.1: damp a PU's gradient to `guard` x its running average norm (null = off)
     guard: Optional[float] = None
-    guard_beta: float = 0.99
+    guard_beta: float = 0.99  # decay of the guard's running average norm
 
 
 @dataclass
@@ -197,8 +198,8 @@ class TrainingWheelsConfig:
     """
 
     teacher: Optional[str] = None  # import path of fn(env) -> LongTensor[B] of action indices (env.action_index)
-    iterations: int = 0
-    mode: str = "replace"
+    iterations: int = 0  # iterations with the teacher (0 = off)
+    mode: str = "replace"  # replace, anneal or lead (see the class docstring)
 
 
 @dataclass
@@ -206,9 +207,9 @@ class EvaluationConfig:
     """Greedy evaluation every `interval` lane-iterations (0 = off): `instances` fresh task
     instances at each of `lengths`, no exploration, no learning (DESIGN.md section 7)."""
 
-    interval: int = 0
-    instances: int = 200
-    lengths: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    interval: int = 0  # lane-iterations between greedy evaluations (0 = off)
+    instances: int = 200  # task instances per length and evaluation
+    lengths: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])  # the task lengths evaluated
     threshold: float = 0.95  # success that makes a length count towards max_length_reliable
 
 
@@ -221,39 +222,39 @@ class TraceConfig:
     (all lanes) is counted over the whole run, one row per `log_interval`.
     """
 
-    enabled: bool = True
-    interval: int = 10_000
-    window: int = 200
-    lane: int = 0
+    enabled: bool = True  # record windows for the viewer (inet viz)
+    interval: int = 10_000  # lane-iterations between window starts
+    window: int = 200  # lane-iterations recorded per window
+    lane: int = 0  # the lane recorded
 
 
 @dataclass
 class RunConfig:
     """Everything one run needs. The top-level keys users override most come first."""
 
-    seed: int = 0
+    seed: int = 0  # seeds every random number generator of the run
     iterations: int = 20_000  # lane-iterations (environment interactions over all lanes)
-    lanes: int = 1
-    device: str = "cpu"
-    name: str = "default"
-    threads: int = 1
-    log_interval: int = 1000
+    lanes: int = 1  # parallel copies of the environment stepped as one batch
+    device: str = "cpu"  # cpu or cuda[:N]
+    name: str = "default"  # the experiment's name, used in run directory names and reports
+    threads: int = 1  # torch CPU threads (1 is fastest for inet's small nets)
+    log_interval: int = 1000  # lane-iterations between rows of kpis.csv, TensorBoard points and progress lines
     kpi_window: int = 1000  # iterations for reward_per_iteration, tasks for task KPIs
-    progress: bool = True
+    progress: bool = True  # show progress (a bar in a terminal, a line per log_interval otherwise)
     # write checkpoint.pt every this many lane-iterations (0: only at the end and on SIGTERM/SIGINT)
     checkpoint_interval: int = 10_000
     resume: bool = False  # continue the run in hydra.run.dir from its checkpoint.pt
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     nonfinite: str = "raise"  # a NaN/inf value, loss or gradient: raise (stop), or skip the update and count it
-    nodes: Dict[str, NodeConfig] = field(default_factory=dict)
-    pus: Dict[str, PUConfig] = field(default_factory=dict)
-    envs: Dict[str, EnvConfig] = field(default_factory=dict)
-    cu: CUConfig = field(default_factory=CUConfig)
-    tape: TapeConfig = field(default_factory=TapeConfig)
-    pu_optim: PUOptimConfig = field(default_factory=PUOptimConfig)
-    training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    trace: TraceConfig = field(default_factory=TraceConfig)
+    nodes: Dict[str, NodeConfig] = field(default_factory=dict)  # the named tensor slots PUs and Environments read and write
+    pus: Dict[str, PUConfig] = field(default_factory=dict)  # the Processing Units by name
+    envs: Dict[str, EnvConfig] = field(default_factory=dict)  # the Environments (tasks) by name
+    cu: CUConfig = field(default_factory=CUConfig)  # the Control Unit (the cu group: cu=dqn, cu=qr_dqn)
+    tape: TapeConfig = field(default_factory=TapeConfig)  # how node losses reach the PUs that wrote them
+    pu_optim: PUOptimConfig = field(default_factory=PUOptimConfig)  # the PUs' optimizer
+    training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)  # a scripted teacher's reward at the start (paper 5.1.3)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # greedy evaluation during the run
+    trace: TraceConfig = field(default_factory=TraceConfig)  # windows recorded for the viewer
 
 
 def _require(ok: bool, key: str, message: str) -> None:

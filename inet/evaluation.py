@@ -12,7 +12,7 @@ shifts a training random draw.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Dict, Optional
 
 import torch
 
@@ -77,7 +77,12 @@ class Evaluator:
         self.cfg = cfg
         self.results: Dict[int, float] = {}  # length -> success at the last evaluation
         self.evaluated_at: int | None = None
-        self.best_reliable = 0
+        self._best = 0
+
+    @property
+    def best_reliable(self) -> Optional[int]:
+        """The best max_length_reliable of all evaluations; None before the first (never measured, not 0)."""
+        return None if self.evaluated_at is None else self._best
 
     def due(self, before: int, after: int) -> bool:
         k = self.cfg.interval
@@ -90,7 +95,7 @@ class Evaluator:
                                  evaluation_generator(engine.cfg.seed, engine.iteration, n, engine.device))
             for n in self.cfg.lengths}
         self.evaluated_at = engine.iteration
-        self.best_reliable = max(self.best_reliable, self.max_length_reliable)
+        self._best = max(self._best, self.max_length_reliable)
         return self.results
 
     @property
@@ -111,14 +116,15 @@ class Evaluator:
         out = {f"eval_success_L{n}": self.results.get(n, float("nan")) for n in self.cfg.lengths}
         beyond = list(self.extrapolation(max_trained).values())
         out["eval_extrapolation_success"] = sum(beyond) / len(beyond) if beyond else float("nan")
-        out["max_length_reliable"] = float(self.max_length_reliable)
-        out["max_length_reliable_prefix"] = float(self.max_length_reliable_prefix)
+        measured = self.evaluated_at is not None  # before the first evaluation: unmeasured (NaN -> null), not 0
+        out["max_length_reliable"] = float(self.max_length_reliable) if measured else float("nan")
+        out["max_length_reliable_prefix"] = float(self.max_length_reliable_prefix) if measured else float("nan")
         return out
 
     def state_dict(self) -> dict:
-        return {"results": dict(self.results), "evaluated_at": self.evaluated_at, "best_reliable": self.best_reliable}
+        return {"results": dict(self.results), "evaluated_at": self.evaluated_at, "best_reliable": self._best}
 
     def load_state_dict(self, state: dict) -> None:
         self.results = dict(state["results"])
         self.evaluated_at = state["evaluated_at"]
-        self.best_reliable = state["best_reliable"]
+        self._best = state["best_reliable"]

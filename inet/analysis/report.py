@@ -9,8 +9,9 @@ change results (`progress`, `threads`, `checkpoint_interval`, `resume`,
 `hydra.*`). Per variant and declared KPI with a `table`: the number of seeds,
 mean, standard deviation and the 95% interval of the mean (Student t), the best
 variant by the KPI's `better` direction, and the paper's figure where one exists.
-Runs without `summary.json` (stopped, crashed or still running), failures
-recorded by a sweep (`failures/*.json`, inet/analysis/sweep.py) and seeds that other
+Runs without `summary.json` are listed as failed with their reason where the
+runner marked them (`failed.json`, inet/run/failure.py), else as stopped, crashed or
+still running; failures recorded by a sweep (`failures/*.json`, inet/analysis/sweep.py) and seeds that other
 variants have but a variant lacks are listed as missing.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from ..compose import override_key  # noqa: E402
+from ..run import failure  # noqa: E402
 from ..tasks import kpi_registry  # noqa: E402
 from ..tasks.env import ITERATIONS_TO_CONVERGE  # noqa: E402
 from ..tasks.kpi_registry import KPI  # noqa: E402
@@ -201,9 +203,13 @@ def missing(variants: List[Variant], failures: List[dict]) -> List[str]:
             if r.complete:
                 continue
             f = failed.pop(str(r.path), None)
-            if f is not None:
-                lines.append(f"`{v.label}` seed {r.seed}: job {f['job']} failed: {f['error'].splitlines()[0]} "
-                             f"(overrides `{' '.join(f['overrides'])}`; {r.path})")
+            mark = failure.load(r.path)
+            if mark is not None or f is not None:
+                job = f" job {f['job']}" if f is not None else ""
+                error = f"{mark['error']}: {mark['reason']}" if mark is not None else f["error"].splitlines()[0]
+                where = [f"at iteration {mark['iteration']}"] if mark is not None else []
+                where += [f"overrides `{' '.join(f['overrides'])}`"] if f is not None else []
+                lines.append(f"`{v.label}` seed {r.seed}:{job} failed: {error} ({'; '.join([*where, str(r.path)])})")
             else:
                 last = int(r.kpis["iteration"].iloc[-1]) if r.kpis is not None and len(r.kpis) else 0
                 lines.append(f"`{v.label}` seed {r.seed}: no summary.json (stopped, crashed or still running; "

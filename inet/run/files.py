@@ -7,16 +7,19 @@ Two kinds of file, one rule each:
   version survives. A failed write removes the temporary file.
 - growing files (kpis.csv, the trace) are appended to in whole lines; a write that
   fails part-way is cut back, so the file ends with its last complete line.
-Either failure raises `OutputWriteError`, which names the file and the cause.
+Either failure raises `OutputWriteError`, which names the file and the cause. JSON is written
+strict (`json_text`): never measured is `null`, not the bare NaN that is not JSON.
 """
 from __future__ import annotations
 
 import csv
 import errno
 import io
+import json
+import math
 import os
 from pathlib import Path
-from typing import Callable, List, Union
+from typing import Any, Callable, List, Optional, Union
 
 import torch
 
@@ -36,6 +39,23 @@ def describe(e: BaseException) -> str:
     if isinstance(e, OSError) and e.errno is not None:
         return f"{e.strerror or os.strerror(e.errno)} ({errno.errorcode.get(e.errno, e.errno)})"
     return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def finite(obj: Any) -> Any:
+    """A copy with every non-finite float (NaN: never measured, inf) as None, in maps and lists too."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: Optional[int] = None) -> str:
+    """Strict JSON (RFC 8259): `null` where Python's json would write the bare NaN or Infinity that
+    JSON.parse and most other readers refuse."""
+    return json.dumps(finite(obj), indent=indent, allow_nan=False)
 
 
 def _write_all(f: io.RawIOBase, data: bytes) -> None:

@@ -33,7 +33,8 @@ def hparam_metrics(kpis: Sequence[KPI]) -> List[str]:
 
 
 class RunLogger:
-    """Writes each metrics row to TensorBoard and kpis.csv (columns fixed by the first row).
+    """Writes each metrics row to TensorBoard and kpis.csv (a column per declared per-interval metric, the
+    same for every run of an experiment; a metric not yet measured is nan).
 
     Every metric must be declared: a task KPI in `kpis` (Engine.declared_kpis) or a
     diagnostic in `diagnostics` (Engine.diagnostics); its declaration gives its tag. Wall-clock metrics (tag
@@ -52,6 +53,8 @@ class RunLogger:
                  resume_at: Optional[int] = None, hparams: Optional[Dict[str, object]] = None):
         self.kpis, self.diagnostics = list(kpis), list(diagnostics)
         self.declared = {k.name: k for k in (*self.kpis, *self.diagnostics)}
+        # kpis.csv's columns: every declared per-interval metric, whether or not this run has measured it yet
+        self.csv_columns = [k.name for k in self.declared.values() if k.curve and k.tag_group != "time"]
         self._hook = threading.excepthook
         threading.excepthook = self._writer_thread_failed
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=None if resume_at is None else resume_at + 1)
@@ -109,7 +112,7 @@ class RunLogger:
         row = {k: v for k, v in row.items() if self.declared[k].tag_group != "time"}
         lines = []
         if self._file is None:
-            self._columns = ["iteration", *row]
+            self._columns = ["iteration", *self.csv_columns, *(k for k in row if k not in self.csv_columns)]
             self._file = AppendFile(self.csv_path, truncate=True)
             lines.append(self._columns)
         lines.append([iteration, *(row.get(k, float("nan")) for k in self._columns[1:])])

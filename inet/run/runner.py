@@ -5,32 +5,37 @@ Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
 `summary.json`, `checkpoint.pt` (every `checkpoint_interval` iterations, on
 SIGTERM/SIGINT and at the end; `resume=true` continues from it), `pus/<name>.pt`
 (each PU's weights, loadable with `pretrained:`), `plots/` (one PNG per declared
-figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace.py).
+figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace.py),
+`run.log` (the progress lines and the final KPI table, inet/run/progress.py) and, for a
+run stopped by an error, `failed.json` (the reason, inet/run/failure.py).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import platform
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-from tqdm import tqdm
 
 from ..version import __version__
 from ..config import ConfigError, RunConfig
 from ..engine import Engine
 from ..guards import NonFiniteError
 from ..tasks import kpi_registry
-from . import checkpoint
-from .files import OutputWriteError, describe, save_atomic, write_atomic
+from . import checkpoint, failure
+from .files import OutputWriteError, describe, json_text, save_atomic, write_atomic
 from .logger import RunLogger
 from .plots import plot_run
+from .progress import Progress
 from .trace import TraceRecorder
 
 
@@ -89,6 +94,39 @@ def require_new_run_dir(run_dir: Path) -> None:
                           "or choose another directory")
 
 
+def check_device(device: str) -> None:
+    """Refuse a CUDA device this machine does not have, naming why, before any directory is made."""
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        why = ("this torch is built without CUDA" if torch.version.cuda is None
+               else "torch finds no CUDA GPU (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it)")
+        raise ConfigError(f"device: {device} needs a CUDA GPU, but {why}; use device=cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(f"device: {device} does not exist; this machine has {count} CUDA device(s), "
+                          f"cuda:0 to cuda:{count - 1}")
+
+
+def check_writable(path: Path, key: str) -> None:
+    """Refuse an output directory that cannot be created or written, before anything is written there.
+
+    The nearest existing folder of `path` gets a probe folder, removed at once (os.access
+    would pass for root on a read-only mount and misjudge network file systems).
+    """
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        tempfile.TemporaryDirectory(dir=existing, prefix=".inet-probe-").cleanup()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot write {path}: {existing} is not writable ({describe(e)}); "
+                          f"choose another directory with {key}=DIR") from None
+
+
 def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     """Train for `cfg.iterations` lane-iterations (resuming from run_dir's checkpoint with `cfg.resume`).
 
@@ -97,6 +135,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     NonFiniteError (naming the last good checkpoint) on a NaN or inf, and
     RunWriteFailed (likewise) when an output cannot be written.
     """
+    check_device(cfg.device)
     ckpt_path = run_dir / checkpoint.FILENAME
     saved: Optional[dict] = None
     if cfg.resume:
@@ -114,6 +153,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         engine.load_state_dict(saved["engine"])
         runner_state = saved["runner"]
     run_dir.mkdir(parents=True, exist_ok=True)
+    failure.clear(run_dir)
 
     def save_checkpoint() -> None:
         state = {**runner_state, "wall_seconds": wall(), "checkpoint_iteration": engine.iteration,
@@ -128,16 +168,15 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                 else "no checkpoint was written before it")
 
     resume_at = engine.iteration if saved is not None else None
-    bar = tqdm(total=cfg.iterations, initial=engine.iteration, unit="it", disable=not cfg.progress,
-               dynamic_ncols=True, mininterval=0.5)
     offset, start = runner_state["wall_seconds"], time.perf_counter()
     wall = lambda: offset + time.perf_counter() - start  # noqa: E731
     every = cfg.checkpoint_interval
-    logger = recorder = None
+    logger = recorder = progress = None
     kpis = engine.declared_kpis()
     headline = [k.name for k in kpis if k.table == kpi_registry.MAIN_TABLE and k.curve]
     try:
         write_atomic(run_dir / kpi_registry.FILENAME, kpi_registry.dumps(kpis))
+        progress = Progress(run_dir, cfg.iterations, engine.iteration, cfg.progress)
         logger = RunLogger(run_dir, config_yaml, kpis, engine.diagnostics(), resume_at=resume_at, hparams=hparams(cfg))
         recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
         recorder.load_state_dict(runner_state.get("trace", {}))
@@ -153,8 +192,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                     row["iterations_per_second"] = it / wall()
                     logger.log(it, row)
                     recorder.log_usage(it)
-                    bar.update(it - bar.n)
-                    bar.set_postfix({k: f"{row[k]:.3f}" for k in headline})
+                    progress.update(it, {k: row[k] for k in headline})
                     while runner_state["next_log"] <= it:
                         runner_state["next_log"] += cfg.log_interval
                 if stop.signum or (every and it // every != before // every):
@@ -166,16 +204,23 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
         recorder.close()
         save_checkpoint()
         summary = _finish(cfg, engine, kpis, run_dir, config_yaml, wall(), logger)
+        progress.write(f"{kpi_table(summary)}\nrun directory: {run_dir}")
     except NonFiniteError as e:
+        failure.mark_failed(run_dir, e, engine.iteration)
         raise NonFiniteError(f"{e}; the run stopped ({last_good()}). Set nonfinite=skip to skip such updates "
                              "and count them instead") from None
     except (OSError, OutputWriteError) as e:
         what = str(e) if isinstance(e, OutputWriteError) else f"a write failed: {describe(e)}"
+        failure.mark_failed(run_dir, RunWriteFailed(what), engine.iteration)
         raise RunWriteFailed(f"{run_dir}: {what}. The run stopped at iteration {engine.iteration}; {last_good()}. "
                              "Free space (or fix the cause) first") from None
+    except RunInterrupted:
+        raise
+    except Exception as e:
+        failure.mark_failed(run_dir, e, engine.iteration)
+        raise
     finally:
-        bar.close()
-        for out in (recorder, logger):
+        for out in (recorder, logger, progress):
             if out is not None:
                 with contextlib.suppress(OSError, OutputWriteError):
                     out.close()
@@ -203,7 +248,7 @@ def _finish(cfg: RunConfig, engine: Engine, kpis: List[kpi_registry.KPI], run_di
         "config_hash": config_hash(config_yaml),
         "versions": versions(),
     }
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(run_dir / "summary.json", json_text(summary, indent=2))
     figures = plot_run(run_dir / "kpis.csv", run_dir / "plots", f"{cfg.name}  seed {cfg.seed}  lanes {cfg.lanes}",
                        kpis)
     logger.finish(engine.iteration, summary, figures)

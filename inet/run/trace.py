@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 from ..config import TraceConfig
 from ..engine import Engine
 from ..tasks.env import Step
-from .files import AppendFile, csv_lines, write_atomic
+from .files import AppendFile, csv_lines, json_text, write_atomic
 
 TRACE_DIR = "trace"
 
@@ -50,7 +50,7 @@ class TraceRecorder:
         meta = {"actions": action_kinds(engine), "lane": cfg.lane, "lanes": engine.lanes,
                 "interval": cfg.interval, "window": cfg.window, "log_interval": log_interval,
                 "nodes": {n: list(s) for n, s in engine.nodes.shapes.items()}}
-        write_atomic(self.dir / "meta.json", json.dumps(meta, indent=1))
+        write_atomic(self.dir / "meta.json", json_text(meta, indent=1))
         if resume_at is not None:
             self._truncate(resume_at)
         self._usage = AppendFile(self.dir / "actions.csv")
@@ -108,7 +108,7 @@ class TraceRecorder:
             "nodes_before": self._before,
             "nodes": {n: v[lane].flatten().tolist() for n, v in engine.nodes.values.items()},
         }
-        self._file.append(json.dumps(row, allow_nan=True) + "\n")
+        self._file.append(json_text(row) + "\n")
 
     def _open_window(self, start: int) -> None:
         if self._file is not None:
