@@ -169,6 +169,9 @@ class TapeConfig:
     env_scale: float = 1.0  # scale of gradients from Environment losses
     cu_scale: float = 1.0  # scale of gradients from the CU's TD loss
     depth_decay: float = 1.0  # gradient factor per record of depth beyond the first
+    # which parameters a record's recompute uses: the PU's current ones (cheap), or the ones it ran with
+    # (`stored`: exact when the PU stepped between the run and a later loss; a copy per PU per step)
+    recompute: str = "current"
 
 
 @dataclass
@@ -367,6 +370,8 @@ def validate(cfg: RunConfig) -> None:
 
     _require(cfg.tape.horizon >= 1, "tape.horizon", f"must be >= 1 (1 = only the PU that wrote the node), got {cfg.tape.horizon}")
     _require(0.0 < cfg.tape.depth_decay <= 1.0, "tape.depth_decay", f"must be in (0, 1], got {cfg.tape.depth_decay}")
+    _require(cfg.tape.recompute in ("current", "stored"), "tape.recompute",
+             f"must be 'current' or 'stored', got '{cfg.tape.recompute}'")
     _require(cfg.pu_optim.lr > 0, "pu_optim.lr", f"must be > 0, got {cfg.pu_optim.lr}")
     if cfg.pu_optim.clip_grad_norm is not None:
         _require(cfg.pu_optim.clip_grad_norm > 0, "pu_optim.clip_grad_norm", "must be > 0 or null")

@@ -94,7 +94,7 @@ class Engine:
         self.obs_dim = offset
         self.cu: Learner = build_learner(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
 
-        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay)
+        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute)
         self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
         self.rollout = Rollout(cfg.cu, self.pus, cfg.pus, self.actions)
 
@@ -176,6 +176,7 @@ class Engine:
             self._nonfinite("the CU's TD gradient into the nodes is not finite")
         self.stats["tape_visited"] = self.tape.sweep(self.pus)
         if self.stats["tape_visited"]:
+            self.tape.before_step(self.pus)
             problem = self.pu_optimizer.step()
             if problem:
                 self._nonfinite(problem)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ class Record:
     inputs: List[torch.Tensor]  # detached values read, [len(lanes), *shape] each
     parents: List[List[int]]  # per input, per row: id of the record that wrote it
     outputs: List[str]
+    version: int = 0  # with `recompute: stored`, the version of the PU's parameters it ran with
     row: Dict[int, int] = field(default_factory=dict)  # lane -> row
 
     def __post_init__(self) -> None:
@@ -61,9 +62,12 @@ class Pending:
 class Tape:
     """Records of PU runs, pending node gradients, and the newest-first sweep."""
 
-    def __init__(self, horizon: int, depth_decay: float = 1.0):
+    def __init__(self, horizon: int, depth_decay: float = 1.0, recompute: str = "current"):
         self.horizon = horizon
         self.depth_decay = depth_decay
+        self.recompute = recompute
+        self.versions: Dict[str, int] = {}  # `stored`: each PU's parameter version
+        self.snapshots: Dict[Tuple[str, int], List[torch.Tensor]] = {}  # `stored`: (PU, version) -> parameters
         self.records: Dict[int, Record] = {}
         self.next_id = 0
         self._pending: Dict[int, Dict[int, Pending]] = {}  # rid -> depth -> the gradient that reached it there
@@ -77,8 +81,20 @@ class Tape:
         """Append a record and return its id (ids grow with time)."""
         rid = self.next_id
         self.next_id += 1
-        self.records[rid] = Record(rid, pu, lanes, in_nodes, inputs, parents, outputs)
+        self.records[rid] = Record(rid, pu, lanes, in_nodes, inputs, parents, outputs, self.versions.get(pu, 0))
         return rid
+
+    def before_step(self, pus: Dict[str, nn.Module]) -> None:
+        """With `recompute: stored`, call before the PUs' optimizer step: each PU about to change (it has
+        gradients) that records ran with keeps its parameters as they are, and starts a new version."""
+        if self.recompute != "stored":
+            return
+        used = {(r.pu, r.version) for r in self.records.values()}
+        for name, pu in pus.items():
+            version = self.versions.get(name, 0)
+            if (name, version) in used and any(p.grad is not None for p in pu.parameters()):
+                self.snapshots[(name, version)] = [p.detach().clone() for p in pu.parameters()]
+                self.versions[name] = version + 1
 
     def add_grad(self, writers: Sequence[int], node: str, lanes: Sequence[int], grad: torch.Tensor,
                  depth: int = 1) -> None:
@@ -136,7 +152,9 @@ class Tape:
                     read_from = set().union(*(r.parent_ids for r in self.records.values()))
                 pu = self.records[rid].pu
                 if rid not in read_from:
-                    group += [r for r in self._pending if r != rid and r not in read_from and self.records[r].pu == pu]
+                    version = self.records[rid].version
+                    group += [r for r in self._pending if r != rid and r not in read_from and self.records[r].pu == pu
+                              and self.records[r].version == version]
             visited += len(group)
             items = [(self.records[r], depth, entry) for r in group for depth, entry in self._pending.pop(r).items()]
             rec, depth, entry = items[0]
@@ -150,6 +168,25 @@ class Tape:
         """The input to recompute from: a leaf that takes a gradient when some row's writer is on the tape."""
         needs = any(d and not self.records.keys().isdisjoint(ps) for d, ps in zip(deeper, parents))
         return x.detach().requires_grad_() if needs else x
+
+    def _run(self, pus: Dict[str, nn.Module], rec: Record, leaves: List[torch.Tensor], n: int) -> tuple:
+        """The record's recompute on `leaves` (n rows): its outputs, and the stored parameters it used (None:
+        the PU's current ones)."""
+        pu = pus[rec.pu]
+        if rec.version == self.versions.get(rec.pu, 0):
+            return run_pu(pu, leaves, n), None
+        params = [s.detach().requires_grad_(p.requires_grad)
+                  for s, p in zip(self.snapshots[(rec.pu, rec.version)], pu.parameters())]
+        names = [name for name, _ in pu.named_parameters()]
+        out = torch.func.functional_call(pu, dict(zip(names, params)), tuple(leaves), {} if leaves else {"n": n})
+        return (out if isinstance(out, tuple) else (out,)), params
+
+    @staticmethod
+    def _to_current(pu: nn.Module, stored: Optional[List[torch.Tensor]]) -> None:
+        """Gradients taken at stored parameters are the gradients for the PU's current ones."""
+        for p, s in zip(pu.parameters(), stored or ()):
+            if s.grad is not None:
+                p.grad = s.grad if p.grad is None else p.grad + s.grad
 
     def _backward(self, outs: tuple, grads: List[Optional[torch.Tensor]]) -> bool:
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
@@ -170,8 +207,10 @@ class Tape:
         deeper = depth < self.horizon
         leaves = [self._leaf(x, [ps], [deeper]) for x, ps in zip(rec.inputs, rec.parents)]
         with torch.enable_grad():
-            if not self._backward(run_pu(pus[rec.pu], leaves, len(rec.lanes)), grads):
+            outs, stored = self._run(pus, rec, leaves, len(rec.lanes))
+            if not self._backward(outs, grads):
                 return
+        self._to_current(pus[rec.pu], stored)
         if deeper:
             self._pass_on(rec, [leaf.grad for leaf in leaves], depth)
 
@@ -191,7 +230,7 @@ class Tape:
         leaves = [self._leaf(torch.cat([part(rec.inputs[i], k) for k, (rec, _, _) in enumerate(items)]),
                              [rec.parents[i] for rec, _, _ in items], deeper) for i in range(len(first.inputs))]
         with torch.enable_grad():
-            outs = run_pu(pus[first.pu], leaves, sum(sizes))
+            outs, stored = self._run(pus, first, leaves, sum(sizes))
             grads = []
             for j, o in enumerate(outs):
                 parts = [e.grads[j] for _, _, e in items]
@@ -199,6 +238,7 @@ class Tape:
                     [o.new_zeros(n, *o.shape[1:]) if g is None else part(g, k) for k, (g, n) in enumerate(zip(parts, sizes))]))
             if not self._backward(outs, grads):
                 return
+        self._to_current(pus[first.pu], stored)
         split = [None if leaf.grad is None else leaf.grad.split(sizes) for leaf in leaves]
         for k, (rec, depth, _) in enumerate(items):
             if deeper[k]:
@@ -215,15 +255,22 @@ class Tape:
             keep |= frontier
         if len(keep) != len(self.records):
             self.records = {r: rec for r, rec in self.records.items() if r in keep}
+        if self.snapshots:
+            used = {(r.pu, r.version) for r in self.records.values()}
+            self.snapshots = {k: v for k, v in self.snapshots.items() if k in used}
 
     def state_dict(self) -> dict:
         return {
             "next_id": self.next_id,
-            "records": [(r.rid, r.pu, r.lanes, r.in_nodes, r.inputs, r.parents, r.outputs)
+            "records": [(r.rid, r.pu, r.lanes, r.in_nodes, r.inputs, r.parents, r.outputs, r.version)
                         for r in self.records.values()],
+            "versions": dict(self.versions),
+            "snapshots": [(pu, v, ps) for (pu, v), ps in self.snapshots.items()],
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.next_id = state["next_id"]
-        self.records = {t[0]: Record(*t) for t in state["records"]}
+        self.records = {t[0]: Record(*t) for t in state["records"]}  # 7-tuples (format 4): version 0
+        self.versions = dict(state.get("versions", {}))
+        self.snapshots = {(pu, v): ps for pu, v, ps in state.get("snapshots", [])}
         self._pending, self._heap = {}, []

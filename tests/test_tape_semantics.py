@@ -170,3 +170,60 @@ def test_lanes_give_the_gradients_of_separate_single_lane_tapes(seed):
         for n, g in simulate(pus, wiring, choices, x, losses, horizon, [lane]).items():
             apart[n] = apart.get(n, 0) + g
     assert_same(together, apart)
+
+
+@pytest.mark.parametrize("recompute", ["current", "stored"])
+def test_recompute_after_an_optimizer_step(recompute):
+    """p0 -> p1 run; both PUs take a step; then a loss on p1's output. `stored` gives autograd's gradient at
+    the parameters the runs used, `current` the gradient at the stepped ones (what DESIGN.md calls cheap)."""
+    pus = linears("01", seed=3)
+    before = {n: p.detach().clone() for n, p in pus.named_parameters()}
+    x = torch.randn(2, 2)
+    tape = Tape(horizon=2, recompute=recompute)
+    r0 = tape.record("0", [0, 1], ["n0"], [x], [[ENV, ENV]], ["n1"])
+    y = pus["0"](x).detach()
+    r1 = tape.record("1", [0, 1], ["n1"], [y], [[r0, r0]], ["n2"])
+    for p in pus.parameters():  # an optimizer step of both PUs, with the tape told first
+        p.grad = torch.ones_like(p)
+    tape.before_step(pus)
+    with torch.no_grad():
+        for p in pus.parameters():
+            p.add_(0.5)
+    pus.zero_grad(set_to_none=True)
+    g = torch.randn(2, 2)
+    tape.add_grad([r1, r1], "n2", [0, 1], g)
+    tape.sweep(pus)
+    got = grads_of(pus)
+
+    ref = linears("01", seed=3)
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            p.copy_(before[n] if recompute == "stored" else before[n] + 0.5)
+    h = ref["0"](x)
+    if recompute == "current":  # p1 recomputes from the stored input y, and passes its gradient to p0 at x
+        h = y + (h - h.detach())
+    (ref["1"](h) * g).sum().backward()
+    assert_same(got, grads_of(ref))
+    assert (len(tape.snapshots) == 2) == (recompute == "stored")
+    tape.prune(set())
+    assert not tape.snapshots, "snapshots no record uses are dropped"
+
+
+def test_stored_recompute_resumes_exactly_and_runs_in_an_engine():
+    """reduce/xor with `tape.recompute=stored`: snapshots come and go with the records, and a tape
+    restored from its state_dict sweeps to the same gradients."""
+    from inet.compose import compose
+    from inet.engine import Engine
+
+    engine = Engine(compose(["experiment=reduce/xor", "iterations=400", "tape.recompute=stored"]))
+    kept = 0
+    for _ in range(300):
+        engine.step()
+        assert set(engine.tape.snapshots) <= {(r.pu, r.version) for r in engine.tape.records.values()}
+        kept = max(kept, len(engine.tape.snapshots))
+        if engine.tape.snapshots:
+            state = engine.tape.state_dict()
+    assert kept, "a reduce run keeps parameter versions for its records"
+    twin = Tape(engine.cfg.tape.horizon, recompute="stored")
+    twin.load_state_dict(state)
+    assert twin.versions == state["versions"] and [(pu, v) for pu, v, _ in state["snapshots"]] == list(twin.snapshots)
