@@ -50,3 +50,22 @@ def test_prefixed_kpis_reach_every_output_and_a_resume_is_exact(tmp_path, monkey
 def test_a_teacher_for_one_of_several_environments_is_refused_naming_the_key():
     with pytest.raises(ConfigError, match="training_wheels.teacher: a teacher or script acts on one Environment"):
         compose([*MULTI, "training_wheels.teacher=inet.tasks.multitask.teacher", "training_wheels.iterations=10"])
+
+
+def train_until(overrides: list, done) -> Engine:
+    """Step an Engine to its `iterations`, or until `done(engine)` holds at a multiple of 1,000 iterations."""
+    engine = Engine(compose(overrides))
+    while engine.iteration < engine.cfg.iterations:
+        engine.step()
+        if engine.iteration % 1000 == 0 and done(engine):
+            break
+    return engine
+
+
+def both_learned(multitask_success: float, reduce_length: int):
+    """Multitask's 1,000-instance task_success and reduce's highest curriculum length have both reached their targets."""
+    def done(engine: Engine) -> bool:
+        success = engine.trackers["multitask"].success
+        return success.full and success.mean >= multitask_success \
+            and engine.envs["reduce"].max_trained_length() >= reduce_length
+    return done

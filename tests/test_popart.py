@@ -1,5 +1,7 @@
 """A value per Environment (value decomposition) and PopArt: the DQN's heads, their n-step returns, and
 the normalisation of their targets."""
+import copy
+
 import pytest
 import torch
 
@@ -150,3 +152,19 @@ def test_qr_dqn_refuses_several_environments_and_popart_before_iteration_0():
 def test_popart_beta_out_of_range_is_refused_naming_the_key():
     with pytest.raises(ConfigError, match=r"cu\.popart_beta: must be in \(0, 1\]"):
         Engine(compose([*MULTI, "cu.popart=true", "cu.popart_beta=0"]))
+
+
+def test_popart_statistics_are_in_the_state_dict_and_a_resumed_learner_continues_exactly():
+    stream = list(random_transitions(40, 4, 100.0, seed=3))
+    first = make(2, popart=True, learning_starts=0)
+    for i, t in enumerate(stream[:20]):
+        first.observe(t, 4 * i, 4 * i + 4)
+    second = make(2, popart=True, learning_starts=0)
+    second.load_state_dict(copy.deepcopy(first.state_dict()))
+    for i, t in enumerate(stream[20:], 20):
+        first.observe(t, 4 * i, 4 * i + 4)
+        second.observe(t, 4 * i, 4 * i + 4)
+    assert first.popart.updates == second.popart.updates > 100
+    assert torch.equal(first.popart.mean, second.popart.mean) and torch.equal(first.popart.second, second.popart.second)
+    for p, q in zip(first.q.parameters(), second.q.parameters()):
+        assert torch.equal(p, q)
