@@ -63,7 +63,7 @@ def train_until(overrides: list, done) -> Engine:
 
 
 def both_learned(multitask_success: float, reduce_length: int):
-    """Multitask's 1,000-instance task_success and reduce's highest curriculum length have both reached their targets."""
+    """Multitask's 1,000-instance task_success and reduce's highest curriculum length both reached their targets."""
     def done(engine: Engine) -> bool:
         success = engine.trackers["multitask"].success
         return success.full and success.mean >= multitask_success \
