@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all bench reproduce clean
+.PHONY: setup run test test-all bench profile reproduce clean
 
 setup: $(STAMP)
 
@@ -27,13 +27,18 @@ test: setup
 test-all: setup
 	$(BIN)/pytest -q -n 2 $(ARGS)
 
-# The paper's experiment set in parallel, then outputs/reproduce/report.md (README, Reproducing the paper).
+# The paper's experiment set in parallel, then outputs/reproduce/report.md (`inet reproduce`, docs/reproduce.md).
 # Variables: REPRO_SEEDS (0,1,2,3,4), REPRO_LONG (overrides of base/training_wheels), REPRO_REDUCE (of reduce/*), REPRO_ARGS (every job).
 reproduce: setup
-	INET=$(BIN)/inet REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" scripts/reproduce.sh
+	REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" $(BIN)/inet reproduce
 
+# inet against the plain-torch reference of scripts/reference.py (docs/performance.md); ARGS e.g. --lanes 1 16 256.
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
+
+# Where one inet iteration's time goes, phase by phase (ARGS e.g. --lanes 256 or --seconds 10).
+profile: setup
+	$(BIN)/python scripts/bench.py --profile $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/reproduce

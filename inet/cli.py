@@ -7,23 +7,47 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
 from .compose import CONFIG_DIR, compose, config_yaml, override_key, register_schema, to_run_config
 from .config import ConfigError
 
-USAGE = """usage: inet <command> [args]
+USAGE = """usage: inet <command> [args]   (inet --version prints the version)
 
 commands:
   run [-m] [key=value ...]   run an experiment, e.g. inet run experiment=multitask/base seed=1
                              (Hydra overrides; --help shows the config, --cfg job prints it;
-                             -m runs a sweep through the joblib launcher)
+                             -m runs a sweep through the joblib launcher;
+                             --config-dir DIR adds your configs: experiment=mine is DIR/experiment/mine.yaml)
   report DIR... [-o OUT]     aggregate the runs under DIR... into OUT/report.md, report.csv, plots/
                              (OUT defaults to the first DIR)
   viz RUN_DIR                write RUN_DIR/viewer.html, the run viewer (one offline page)
+  reproduce [--help]         the paper's experiment set as sweeps, then outputs/reproduce/report.md
 """
+
+
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+
+
+def split_config_dirs(argv: Sequence[str]) -> Tuple[List[str], List[str], List[str]]:
+    """(the directories of `--config-dir DIR` / `--config-dir=DIR` / `-cd DIR`, those flags' arguments, the rest)."""
+    dirs: List[str] = []
+    flags: List[str] = []
+    rest: List[str] = []
+    it = iter(argv)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in CONFIG_DIR_FLAGS:
+            value = value if eq else next(it, "")
+            if not value:
+                raise ConfigError(f"{flag}: needs a directory, e.g. {flag} my_configs")
+            dirs.append(value)
+            flags += [flag, value]
+        else:
+            rest.append(a)
+    return dirs, flags, rest
 
 
 def _value(argv: Sequence[str], key: str) -> Optional[str]:
@@ -38,11 +62,13 @@ def prepare(argv: List[str]) -> List[str]:
       .hydra/overrides.yaml) are reapplied under the new ones, and Hydra is told not
       to rewrite that .hydra/; the checkpoint is checked against the config.
     - without `resume=true`, a `hydra.run.dir` that already holds a run is refused.
-    - the composed config is validated (ranges, names, graph), so a bad value fails here.
-    Raises ConfigError naming the key and the fix. Multirun and flags (--cfg, -m) pass through.
+    - the composed config is validated (ranges, names, graph), so a bad value fails here,
+      with the user's `--config-dir` and `hydra.searchpath` directories searched as Hydra will.
+    Raises ConfigError naming the key and the fix. Multirun and other flags (--cfg, -m) pass through.
     """
+    config_dirs, flags, argv = split_config_dirs(argv)
     if any(a.startswith("-") for a in argv):
-        return argv
+        return [*flags, *argv]
     from .run.runner import require_new_run_dir
 
     run_dir = _value(argv, "hydra.run.dir")
@@ -58,12 +84,13 @@ def prepare(argv: List[str]) -> List[str]:
         argv = [*argv, "hydra.output_subdir=null"]
     elif run_dir is not None:
         require_new_run_dir(Path(run_dir))
-    cfg = compose([a for a in argv if not override_key(a).startswith("hydra")])
+    keys = [a for a in argv if not override_key(a).startswith("hydra") or override_key(a) == "hydra.searchpath"]
+    cfg = compose(keys, config_dirs)
     if resume:
         from .run import checkpoint
 
         checkpoint.load(Path(run_dir) / checkpoint.FILENAME, cfg)
-    return argv
+    return [*flags, *argv]
 
 
 def _hydra_run(argv: List[str]) -> None:
@@ -127,7 +154,7 @@ def _sweep_job(cfg: DictConfig, hc: DictConfig) -> None:
 
 
 def _sweep_failures_callback():
-    """The Hydra callback (configs/config.yaml, hydra.callbacks) that ends a sweep with failed jobs with exit 1."""
+    """The Hydra callback (inet/configs/config.yaml, hydra.callbacks) that ends a sweep with failed jobs with exit 1."""
     from hydra.experimental.callback import Callback
 
     class SweepFailures(Callback):
@@ -193,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return
+    if args[0] in ("-V", "--version"):
+        from .version import __version__
+
+        print(f"inet {__version__}")
+        return
     cmd, rest = args[0], args[1:]
     if cmd == "run":
         _hydra_run(rest)
@@ -200,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _viz(rest)
     elif cmd == "report":
         _report(rest)
+    elif cmd == "reproduce":
+        from .reproduce import main as reproduce
+
+        sys.exit(reproduce(rest))
     else:
         print(f"inet: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

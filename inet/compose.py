@@ -1,6 +1,6 @@
 """YAML + overrides -> validated RunConfig: the one place that touches Hydra's composition.
 
-It registers the schema, composes configs/ with Hydra overrides and converts the
+It registers the schema, composes inet/configs/ with Hydra overrides and converts the
 result to a validated `RunConfig`, for the `inet` command (inet/cli.py), tests,
 scripts and notebooks alike.
 """
@@ -16,7 +16,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .config import ConfigError, RunConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: shipped in the wheel
 # config groups whose options belong to one Environment: `reward@envs.<env>.reward=<option>`
 ENV_GROUPS = ("reward", "curriculum")
 # the maps of named entries that overrides may add to: `+pus.pu3={kind: mlp, ...}`, `+pus.pu3.kind=mlp`
@@ -77,28 +77,64 @@ def _schema_error(e: OmegaConfBaseException) -> str:
     return f"{key}: {message}"
 
 
-def compose(overrides: Sequence[str] = ()) -> RunConfig:
-    """Compose configs/ with overrides as `inet run` would, without Hydra's run directory."""
+def compose(overrides: Sequence[str] = (), config_dirs: Sequence[Path | str] = ()) -> RunConfig:
+    """Compose inet/configs/ with overrides as `inet run` would, without Hydra's run directory.
+
+    `config_dirs` are the user's config directories (`inet run --config-dir DIR`), searched
+    after inet/configs/ like those named by a `hydra.searchpath=[file://DIR]` override,
+    which is honoured too: `experiment=mine` finds DIR/experiment/mine.yaml.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
     register_schema()
+    overrides = [a for a in overrides if override_key(a) != "hydra.searchpath"] + _searchpath(overrides, config_dirs)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         try:
             cfg = hydra_compose("config", overrides=list(overrides))
         except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(explain(e)) from None
+            raise ConfigError(explain(e, search_dirs(overrides))) from None
     return to_run_config(cfg)
 
 
-def group_options(group: str) -> List[str]:
-    """The options of a config group under configs/, sorted; nested ones as `family/variant`."""
-    root = CONFIG_DIR / group
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+def _searchpath(overrides: Sequence[str], config_dirs: Sequence[Path | str]) -> List[str]:
+    """One `hydra.searchpath` override: the config dirs (as absolute file:// paths), then those the overrides name."""
+    for d in config_dirs:
+        if not Path(d).is_dir():
+            raise ConfigError(f"--config-dir: {d} is not a directory; pass the directory that holds your "
+                              "experiment/<name>.yaml")
+    paths = [f"file://{Path(d).resolve()}" for d in config_dirs] + _searchpath_entries(overrides)
+    return [f"hydra.searchpath=[{','.join(paths)}]"] if paths else []
 
 
-def _unknown_option(e: BaseException) -> Optional[str]:
+def _searchpath_entries(overrides: Sequence[str]) -> List[str]:
+    """The entries of the last `hydra.searchpath=[...]` override; ConfigError for one that is not a list."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = [a for a in overrides if override_key(a) == "hydra.searchpath"]
+    if not given:
+        return []
+    value = OverridesParser.create().parse_overrides([given[-1]])[0].value()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"hydra.searchpath: must be a list of directories, e.g. hydra.searchpath=[file://DIR]; "
+                          f"got {given[-1].split('=', 1)[1]}")
+    return value
+
+
+def search_dirs(overrides: Sequence[str] = ()) -> List[Path]:
+    """inet/configs/ and the file:// directories of the overrides' `hydra.searchpath`, in search order."""
+    extra = [Path(v[len("file://"):]) for v in _searchpath_entries(overrides) if v.startswith("file://")]
+    return [CONFIG_DIR, *extra]
+
+
+def group_options(group: str, dirs: Sequence[Path] = (CONFIG_DIR,)) -> List[str]:
+    """The options of a config group in `dirs`, sorted; nested ones as `family/variant`."""
+    return sorted({p.relative_to(d / group).with_suffix("").as_posix()
+                   for d in dirs if (d / group).is_dir() for p in (d / group).rglob("*.yaml")})
+
+
+def _unknown_option(e: BaseException, dirs: Sequence[Path]) -> Optional[str]:
     """`group: no option 'x'; choose one of: a, b` for an option that does not exist, else None."""
     from hydra.errors import MissingConfigException
 
@@ -107,16 +143,19 @@ def _unknown_option(e: BaseException) -> Optional[str]:
     named = re.search(r"Available options in '([^']+)'", str(e))
     group = named.group(1) if named else e.missing_cfg_file.split("/")[0]
     # Hydra lists only the group folder's own files; experiments sit one folder deeper
-    options = sorted(set(e.options or []) | set(group_options(group)))
+    options = sorted(set(e.options or []) | set(group_options(group, dirs)))
     if not options:
         return None
     option = e.missing_cfg_file[len(group) + 1:]
     return f"{group}: no option '{option}'; choose one of: {', '.join(options)}"
 
 
-def explain(e: BaseException) -> str:
-    """Hydra's message plus its cause (which holds the key and the bad value), minus misleading hints."""
-    unknown = _unknown_option(e)
+def explain(e: BaseException, dirs: Sequence[Path] = (CONFIG_DIR,)) -> str:
+    """Hydra's message plus its cause (which holds the key and the bad value), minus misleading hints.
+
+    `dirs`: the config directories searched, whose options an unknown-option message lists.
+    """
+    unknown = _unknown_option(e, dirs)
     if unknown is not None:
         return unknown
     lines = [ln for ln in str(e).splitlines() if not ln.startswith("To append to your config")]
@@ -128,8 +167,8 @@ def explain(e: BaseException) -> str:
     if key in ENV_GROUPS:  # `reward=harsh` or `+reward=harsh`: the option has no environment to go to
         lines = [ln for ln in lines if not ln.startswith("To append to your default list")]
         lines.append(f"`{key}` options are placed per environment: {key}@envs.<env>.{key}=<option> "
-                     f"(options: {', '.join(group_options(key))})")
-    elif any(ln.startswith("Could not override") for ln in lines) and not (key and (CONFIG_DIR / key).is_dir()):
+                     f"(options: {', '.join(group_options(key, dirs))})")
+    elif any(ln.startswith("Could not override") for ln in lines) and not any((d / key).is_dir() for d in dirs if key):
         lines.append("The key is not in the schema: check its spelling; `inet run --cfg job` prints every key.")
     return "\n".join(lines)
 

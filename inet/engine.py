@@ -208,7 +208,7 @@ class Engine:
         """Environment losses -> gradients on node values, averaged over the lanes that got a loss."""
         if not step.losses:
             return
-        n_lanes = len({lane for _, lanes, _, _, _ in step.losses for lane in lanes})
+        n_lanes = len(set().union(*(lanes for _, lanes, _, _, _ in step.losses)))
         scale = self.cfg.tape.env_scale / n_lanes
         total = 0.0
         for node, lanes, value, writers, loss_fn in step.losses:
@@ -226,7 +226,7 @@ class Engine:
     def _cu_grad_active(self) -> bool:
         if not self.cfg.cu.grad_to_nodes or self.script is not None or "nodes" not in self.cfg.cu.inputs:
             return False
-        return any(w != ENV for ws in self.obs_writers.values() for w in ws)
+        return any(ws.count(ENV) != len(ws) for ws in self.obs_writers.values())
 
     def _cu_node_grads(self, g: torch.Tensor) -> None:
         """Route d(TD loss)/d(obs) of the CU-visible node columns to the records that wrote them."""

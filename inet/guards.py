@@ -7,6 +7,8 @@ in the `nonfinite_skipped` KPI instead.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -16,4 +18,6 @@ class NonFiniteError(RuntimeError):
 
 def finite(t: torch.Tensor) -> bool:
     """True when every element of `t` is finite (one host sync)."""
+    if t.numel() == 1:
+        return math.isfinite(t.item())
     return bool(torch.isfinite(t).all())

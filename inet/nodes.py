@@ -25,7 +25,19 @@ def every_lane(lanes: Sequence[int], b: int) -> bool:
     The length alone is not enough: lanes listed in another order (e.g. two PUs
     writing the same node in one iteration) must be indexed, not taken as is.
     """
-    return len(lanes) == b and all(lane == i for i, lane in enumerate(lanes))
+    return len(lanes) == b and list(lanes) == list(range(b))
+
+
+def positions_by_value(values: torch.Tensor) -> Dict[int, List[int]]:
+    """{value: the positions holding it, ascending}, by value in ascending order (a sort, not a Python loop)."""
+    if values.numel() == 1:
+        return {int(values): [0]}
+    ordered, order = torch.sort(values, stable=True)
+    names, counts = torch.unique_consecutive(ordered, return_counts=True)
+    positions, out, start = order.tolist(), {}, 0
+    for v, n in zip(names.tolist(), counts.tolist()):
+        out[v], start = positions[start:start + n], start + n
+    return out
 
 
 def snap(value: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -74,14 +86,15 @@ class Nodes:
         """
         if name in self.round_to:
             value = snap(value, self.round_to[name])
+        w = self.writers[name]
         if every_lane(lanes, self.lanes):
             self.values[name] = value.detach()
+            w[:] = [writer] * self.lanes
         else:
             index = torch.tensor(lanes, device=value.device)
             self.values[name] = self.values[name].index_put((index,), value.detach())
-        w = self.writers[name]
-        for lane in lanes:
-            w[lane] = writer
+            for lane in lanes:
+                w[lane] = writer
 
     def cu_input(self) -> torch.Tensor:
         """[B, cu_size]: the CU-visible views, concatenated."""

@@ -10,13 +10,14 @@ scaled down to k times that average; the average is updated with the damped norm
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
+from .adam import LeanAdam
 from .config import PUOptimConfig
-from .guards import finite
 
 
 class PUOptimizer:
@@ -29,7 +30,7 @@ class PUOptimizer:
             n: [p for p in pu.parameters() if p.requires_grad] for n, pu in pus.items()}
         self.params = {n: ps for n, ps in self.params.items() if ps}
         groups = [{"params": ps, "lr": lrs.get(n) or cfg.lr} for n, ps in self.params.items()]
-        self.adam = torch.optim.Adam(groups, lr=cfg.lr, fused=True) if groups else None
+        self.adam = LeanAdam(groups, lr=cfg.lr) if groups else None
         self.grad_ema: Dict[str, float] = {}
         self.guarded = 0  # how many PU updates the guard damped
 
@@ -42,19 +43,21 @@ class PUOptimizer:
             return None
         grads = {n: [p.grad for p in ps if p.grad is not None] for n, ps in self.params.items()}
         grads = {n: gs for n, gs in grads.items() if gs}
-        if grads and not finite(nn.utils.get_total_norm([g for gs in grads.values() for g in gs])):
-            bad = next(n for n, gs in grads.items() if not finite(nn.utils.get_total_norm(gs)))
-            self.adam.zero_grad(set_to_none=True)
+        if not grads:
+            return None
+        norms = dict(zip(grads, torch.stack([nn.utils.get_total_norm(gs) for gs in grads.values()]).tolist()))
+        bad = next((n for n, x in norms.items() if not math.isfinite(x)), None)  # one host sync for all PUs
+        if bad is not None:
+            self.adam.zero_grad()
             return f"PU '{bad}' got a non-finite gradient"
         if self.cfg.clip_grad_norm is not None or self.cfg.guard is not None:
             for name, gs in grads.items():
-                self._limit(name, gs)
+                self._limit(name, gs, norms[name])
         self.adam.step()
-        self.adam.zero_grad(set_to_none=True)
+        self.adam.zero_grad()
         return None
 
-    def _limit(self, name: str, grads: List[torch.Tensor]) -> None:
-        norm = nn.utils.get_total_norm(grads).item()
+    def _limit(self, name: str, grads: List[torch.Tensor], norm: float) -> None:
         limit = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else float("inf")
         if self.cfg.guard is not None:
             ema = self.grad_ema.get(name)
@@ -62,8 +65,7 @@ class PUOptimizer:
                 limit = min(limit, self.cfg.guard * ema)
                 self.guarded += 1
         if norm > limit:
-            for g in grads:
-                g.mul_(limit / norm)
+            torch._foreach_mul_(grads, limit / norm)
             norm = limit
         if self.cfg.guard is not None:
             b = self.cfg.guard_beta

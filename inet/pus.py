@@ -11,11 +11,13 @@ import math
 from typing import Callable, Dict, List, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, PUConfig
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+FUNCTIONAL = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
 
 
 def import_object(path: str, key: str) -> Callable:
@@ -44,11 +46,14 @@ class MLP(nn.Module):
         layers.append(nn.Linear(sizes[-1], sum(_numel(s) for s in out_shapes)))
         self.net = nn.Sequential(*layers)
         self.splits = [_numel(s) for s in out_shapes]
+        # the same ops as `self.net`, without a module call per layer
+        self.ops = [(m.weight, m.bias) if isinstance(m, nn.Linear) else FUNCTIONAL[activation] for m in layers]
 
     def forward(self, *inputs: torch.Tensor) -> tuple:
         n = inputs[0].shape[0]
-        x = inputs[0].reshape(n, -1) if len(inputs) == 1 else torch.cat([t.reshape(n, -1) for t in inputs], 1)
-        y = self.net(x)
+        y = inputs[0].reshape(n, -1) if len(inputs) == 1 else torch.cat([t.reshape(n, -1) for t in inputs], 1)
+        for op in self.ops:
+            y = F.linear(y, *op) if isinstance(op, tuple) else op(y)
         if len(self.splits) == 1:
             return (y.reshape(n, *self.out_shapes[0]),)
         return tuple(p.reshape(n, *s) for p, s in zip(y.split(self.splits, 1), self.out_shapes))

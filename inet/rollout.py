@@ -98,7 +98,7 @@ class Rollout:
                 return
         rid = ENV
         if tape is not None:
-            parents = [[w[lane] for lane in lanes] for w in (nodes.writers[n] for n in cfg.inputs)]
+            parents = [list(w) if full else list(map(w.__getitem__, lanes)) for w in (nodes.writers[n] for n in cfg.inputs)]
             rid = tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs)
         for n, o in zip(cfg.outputs, outs):
             nodes.write(n, lanes, o, rid)

@@ -24,7 +24,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-from .nodes import ENV
+from .nodes import ENV, positions_by_value
 from .pus import run_pu
 
 
@@ -42,8 +42,8 @@ class Record:
     row: Dict[int, int] = field(default_factory=dict)  # lane -> row
 
     def __post_init__(self) -> None:
-        self.row = {lane: i for i, lane in enumerate(self.lanes)}
-        self.parent_ids = {p for ps in self.parents for p in ps if p != ENV}
+        self.row = dict(zip(self.lanes, range(len(self.lanes))))
+        self.parent_ids = set().union(*self.parents) - {ENV}
 
 
 class Tape:
@@ -74,12 +74,9 @@ class Tape:
         if len(set(writers)) == 1:
             self._add(writers[0], node, lanes, grad, depth)
             return
-        groups: Dict[int, List[int]] = {}
-        for i, w in enumerate(writers):
-            groups.setdefault(w, []).append(i)
-        for w, idx in groups.items():
+        for w, idx in positions_by_value(torch.tensor(writers)).items():
             if w != ENV:
-                self._add(w, node, [lanes[i] for i in idx], grad[torch.tensor(idx, device=grad.device)], depth)
+                self._add(w, node, list(map(lanes.__getitem__, idx)), grad[torch.tensor(idx, device=grad.device)], depth)
 
     def _add(self, rid: int, node: str, lanes: Sequence[int], grad: torch.Tensor, depth: int) -> None:
         rec = self.records.get(rid)
@@ -91,8 +88,8 @@ class Tape:
             entry = self._pending[rid] = [[None] * len(rec.outputs), depth]
             heapq.heappush(self._heap, -rid)
         entry[1] = min(entry[1], depth)
-        rows = [rec.row[lane] for lane in lanes]
-        if rows != list(range(len(rec.lanes))):
+        if list(lanes) != rec.lanes:
+            rows = list(map(rec.row.__getitem__, lanes))
             full = grad.new_zeros(len(rec.lanes), *grad.shape[1:])
             grad = full.index_add(0, torch.tensor(rows, device=grad.device), grad)
         entry[0][j] = grad if entry[0][j] is None else entry[0][j] + grad
@@ -111,7 +108,7 @@ class Tape:
             deeper = depth < self.horizon
             leaves = []
             for x, ps in zip(rec.inputs, rec.parents):
-                needs = deeper and any(p in self.records for p in ps)
+                needs = deeper and not self.records.keys().isdisjoint(ps)
                 leaves.append(x.detach().requires_grad_(needs) if needs else x)
             with torch.enable_grad():
                 outs = run_pu(pus[rec.pu], leaves, len(rec.lanes))

@@ -2,12 +2,16 @@
 
     python scripts/soak.py                                  # multitask/base, 10^6 iterations
     python scripts/soak.py --iterations 200000 --every 20000 --experiment multitask/cu_inputs
+    python scripts/soak.py --experiment multitask/cu_inputs --lanes 256 --iterations 10000000 \
+        --every 500000 cu.train_freq=256                   # 10^7 lane-iterations, one CU update per lockstep
 
 Samples the process's resident memory (RSS) and the tape's live records every
 `--every` lane-iterations, together with the largest tape seen since the last
-sample and the replay fill. Writes outputs/soak.md (a table, plus RSS growth
-after the replay buffer is full) and outputs/soak.csv. A leak shows as RSS that
-keeps growing once the replay buffer has stopped growing.
+sample and the replay fill. Iterations are lane-iterations; with many lanes pass
+`cu.train_freq=<lanes>` (one CU update per lockstep) to keep a long soak short.
+Writes outputs/soak.md (a table, plus RSS growth after the replay buffer is full
+and the largest tape) and outputs/soak.csv. A leak shows as RSS that keeps
+growing once the replay buffer has stopped growing.
 """
 from __future__ import annotations
 

@@ -72,3 +72,17 @@ def test_a_node_written_by_two_pus_in_one_iteration_gets_each_lanes_own_loss():
     assert grads.keys() == expected.keys()
     for n, g in expected.items():
         torch.testing.assert_close(grads[n], g, atol=1e-6, rtol=0)
+
+
+def test_positions_by_value_matches_a_python_grouping() -> None:
+    """The sort-based grouping that lanes_by_action and the tape use equals the plain loop it replaced."""
+    from inet.nodes import positions_by_value
+
+    gen = torch.Generator().manual_seed(0)
+    for n, k in [(1, 1), (2, 3), (7, 2), (300, 5), (1000, 40)]:
+        values = torch.randint(-1, k, (n,), generator=gen)
+        expected: dict = {}
+        for i, v in enumerate(values.tolist()):
+            expected.setdefault(v, []).append(i)
+        got = positions_by_value(values)
+        assert list(got.items()) == sorted(expected.items())

@@ -1,9 +1,10 @@
 """The package layout: inet/'s import graph has no cycle, and the layers only import downwards.
 
-Layers (README, "How the engine works"): the core (top-level modules but cli and compose),
+Layers (docs/engine.md): the core (top-level modules but cli, compose, api, reproduce),
 inet/cu (learners) and inet/tasks (Environments, curriculum, KPIs) sit at the bottom;
 inet/run (runner and the run's outputs) above them; inet/analysis (report, viewer,
-sweep records) above that; inet.compose and inet.cli at the top.
+sweep records) above that; inet.compose, inet.api (the Python API), inet.cli, inet.reproduce and the package
+itself (inet/__init__.py, which re-exports the API) at the top.
 """
 from __future__ import annotations
 
@@ -111,10 +112,10 @@ def find_cycle(graph: Dict[str, Set[str]]) -> Optional[List[str]]:
 def _layer(mod: str) -> str:
     parts = mod.split(".")
     if len(parts) == 1:
-        return "core"  # inet/__init__.py
+        return "entry"  # inet/__init__.py: the Python API
     if parts[1] in ("cu", "tasks", "run", "analysis"):
         return parts[1]
-    if parts[1] in ("cli", "compose"):
+    if parts[1] in ("cli", "compose", "api", "reproduce"):
         return "entry"
     return "core"
 

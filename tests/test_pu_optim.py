@@ -25,11 +25,11 @@ def test_guard_damps_a_spike_to_k_times_the_running_norm_and_only_the_spike():
     for _ in range(20):  # a steady history of norm 1
         set_grad(pus["a"], 1.0)
         grads = [pus["a"].weight.grad]
-        opt._limit("a", grads)
+        opt._limit("a", grads, nn.utils.get_total_norm(grads).item())
     assert opt.guarded == 0 and abs(opt.grad_ema["a"] - 1.0) < 1e-6
     set_grad(pus["a"], 100.0)  # wrongful use: 100x the usual gradient
     grads = [pus["a"].weight.grad]
-    opt._limit("a", grads)
+    opt._limit("a", grads, nn.utils.get_total_norm(grads).item())
     assert opt.guarded == 1
     assert abs(torch.linalg.vector_norm(grads[0]).item() - 3.0) < 1e-5  # damped to guard x running norm
     assert abs(opt.grad_ema["a"] - (0.9 + 0.1 * 3.0)) < 1e-6  # the average learns the damped norm

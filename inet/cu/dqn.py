@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adam import LeanAdam
 from ..config import CUConfig
 from ..guards import finite
 from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
@@ -38,15 +39,18 @@ class QNetwork(nn.Module):
         self.heads, self.n_actions = heads, n_actions
         self.head = nn.Linear(hidden[-1], heads * n_actions)
         self.value = nn.Linear(hidden[-1], heads) if dueling else None
+        self.hidden_layers = [m for m in self.trunk if isinstance(m, nn.Linear)]  # for a call-free forward
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(obs)
-        adv = self.head(h)
+        h = obs
+        for layer in self.hidden_layers:  # the trunk's ops without a module call per layer (same numerics)
+            h = torch.relu(F.linear(h, layer.weight, layer.bias))
+        adv = F.linear(h, self.head.weight, self.head.bias)
         if self.heads > 1:
             adv = adv.view(-1, self.heads, self.n_actions)
         if self.value is None:
             return adv
-        v = self.value(h)
+        v = F.linear(h, self.value.weight, self.value.bias)
         return (v if self.heads == 1 else v.unsqueeze(2)) + adv - adv.mean(-1, keepdim=True)
 
     @torch.no_grad()
@@ -86,7 +90,8 @@ class DQN:
         self.gen = generator
         self.q = self.network(obs_dim, n_actions).to(device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
+        self.params = list(self.q.parameters())
+        self.optimizer = LeanAdam(self.q.parameters(), lr=cfg.learning_rate)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device, () if heads == 1 else (heads,))
         self.popart = PopArt(heads, cfg.popart_beta, device) if cfg.popart else None
         self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
@@ -227,13 +232,13 @@ class DQN:
         if self.popart is not None:
             self.popart_update(self._td_target(rewards, next_obs, terminal))
         loss = self._td_loss(obs, actions, rewards, next_obs, terminal)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         if not finite(loss):
             return f"the CU's TD loss is {loss.item()}"
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        norm = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         if not finite(norm):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             return "the CU's Q-network got a non-finite gradient"
         self.optimizer.step()
         self.updates += 1
@@ -248,12 +253,12 @@ class DQN:
             net.rescale(scale, shift)
 
     def update_target(self) -> None:
-        if self.cfg.tau >= 1.0:
-            self.target.load_state_dict(self.q.state_dict())
-            return
         with torch.no_grad():
-            tp, qp = list(self.target.parameters()), list(self.q.parameters())
-            torch._foreach_lerp_(tp, qp, self.cfg.tau)
+            tp = list(self.target.parameters())
+            if self.cfg.tau >= 1.0:
+                torch._foreach_copy_(tp, self.params)
+            else:
+                torch._foreach_lerp_(tp, self.params, self.cfg.tau)
 
     def state_dict(self) -> dict:
         state = {"q": self.q.state_dict(), "target": self.target.state_dict(),

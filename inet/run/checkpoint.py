@@ -21,7 +21,7 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..config import ConfigError, RunConfig
 from ..rng import numpy_state
 from .files import save_atomic

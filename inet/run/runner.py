@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from .. import __version__
+from ..version import __version__
 from ..config import ConfigError, RunConfig
 from ..engine import Engine
 from ..guards import NonFiniteError

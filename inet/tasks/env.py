@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 import torch
 
 from ..config import ConfigError, EnvConfig
-from ..nodes import Nodes, every_lane
+from ..nodes import Nodes, every_lane, positions_by_value
 from .kpi_registry import KPI, MAIN_TABLE, Panel
 
 if TYPE_CHECKING:
@@ -70,15 +70,12 @@ class Step:
         if not every_lane(lanes, value.shape[0]):
             value = value[torch.tensor(lanes, device=value.device)]
         writers = self.nodes.writers[node]
-        self.losses.append((node, lanes, value, [writers[lane] for lane in lanes], loss))
+        self.losses.append((node, lanes, value, list(map(writers.__getitem__, lanes)), loss))
 
 
 def lanes_by_action(actions: torch.Tensor) -> Dict[int, List[int]]:
     """The lanes that chose each action, by action index in ascending order (the order actions run in)."""
-    groups: Dict[int, List[int]] = {}
-    for lane, a in enumerate(actions.tolist()):
-        groups.setdefault(a, []).append(lane)
-    return dict(sorted(groups.items()))
+    return positions_by_value(actions)
 
 
 class Environment:

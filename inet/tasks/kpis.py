@@ -2,6 +2,7 @@
 rolling means over iterations and over task instances."""
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Dict, Iterable, List, Optional
 
@@ -20,11 +21,13 @@ class Rolling:
         self.total = 0.0
 
     def extend(self, xs: Iterable[float]) -> None:
-        for x in xs:
-            if len(self.values) == self.values.maxlen:
-                self.total -= self.values[0]
-            self.values.append(x)
-            self.total += x
+        """Append `xs` in order; the oldest values leave once `size` are held."""
+        xs = list(xs)
+        held = len(self.values)
+        leaving = max(0, held + len(xs) - self.values.maxlen)  # the oldest of the held values, then of xs
+        self.total -= sum(itertools.islice(self.values, min(leaving, held)))
+        self.total += sum(xs[max(0, leaving - held):])
+        self.values.extend(xs)
 
     @property
     def full(self) -> bool:
@@ -60,19 +63,27 @@ class KPITracker:
         reward [B] and the task instances it ended."""
         self.reward.extend([reward.mean().item()])
         for end in ended:
-            successes = end.success.tolist()
+            successes = end.success.float().tolist()
             self.tasks += len(successes)
-            submitted = end.submitted.tolist()
-            self.task_reward.extend(r for r, s in zip(end.reward.tolist(), submitted) if s)
+            self.task_reward.extend(end.reward[end.submitted].tolist())
             for k, v in end.extras.items():
-                self.extras.setdefault(k, Rolling(self.window)).extend(float(x) for x in v.tolist())
-            for s in successes:
-                self.success.extend([float(s)])
-                if self.success.full and self.success.mean >= CONVERGED:
-                    if self.converged_at is None:
-                        self.converged_at = iteration
-                else:
-                    self.converged_at = None
+                self.extras.setdefault(k, Rolling(self.window)).extend(v.float().tolist())
+            self._converge(iteration, successes)
+
+    def _converge(self, iteration: int, successes: List[float]) -> None:
+        """Add task successes (0/1) one by one: `converged_at` is the iteration at which the rolling
+        success of a full window last reached CONVERGED and stayed there (None while below)."""
+        values, window = self.success.values, self.success.values.maxlen
+        held, k = len(values), len(successes)
+        leaving = [0.0, *itertools.accumulate([*itertools.islice(values, 0, min(k, held)), *successes])]
+        added = [0.0, *itertools.accumulate(successes)]  # whole numbers: the windows' sums are exact
+        above = [held + j >= window and (self.success.total + added[j] - leaving[max(0, held + j - window)]) / window
+                 >= CONVERGED for j in range(1, k + 1)]
+        self.success.extend(successes)
+        if above and not above[-1]:
+            self.converged_at = None
+        elif above and (self.converged_at is None or not all(above)):
+            self.converged_at = iteration
 
     def snapshot(self) -> Dict[str, float]:
         out = {
