@@ -8,6 +8,7 @@ import torch
 from inet.compose import compose
 from inet.config import ConfigError, CUConfig
 from inet.cu import Transition
+from inet.cu.protocol import takes_heads
 from inet.cu.dqn import DQN
 from inet.cu.popart import PopArt
 from inet.engine import Engine
@@ -168,3 +169,13 @@ def test_popart_statistics_are_in_the_state_dict_and_a_resumed_learner_continues
     assert torch.equal(first.popart.mean, second.popart.mean) and torch.equal(first.popart.second, second.popart.second)
     for p, q in zip(first.q.parameters(), second.q.parameters()):
         assert torch.equal(p, q)
+
+
+def test_a_learner_without_heads_gets_the_summed_reward_of_several_environments():
+    engine = Engine(compose([*MULTI, "cu._target_=toy_learner.Bandit"]))
+    assert not takes_heads(type(engine.cu)) and takes_heads(DQN)
+    total = 0.0
+    while engine.iteration < 20:
+        step = engine.step()
+        total += (step.env_reward["multitask"] + step.env_reward["reduce"]).sum().item()
+    assert engine.cu.count.sum() == 20 and engine.cu.total.sum().item() == pytest.approx(total)
