@@ -12,6 +12,7 @@ from inet.cu.protocol import takes_heads
 from inet.cu.dqn import DQN
 from inet.cu.popart import PopArt
 from inet.engine import Engine
+from inet.run import checkpoint
 
 MULTI = ["experiment=multi/multitask_reduce", "iterations=1200", "progress=false", "seed=3"]
 
@@ -179,3 +180,17 @@ def test_a_learner_without_heads_gets_the_summed_reward_of_several_environments(
         step = engine.step()
         total += (step.env_reward["multitask"] + step.env_reward["reduce"]).sum().item()
     assert engine.cu.count.sum() == 20 and engine.cu.total.sum().item() == pytest.approx(total)
+
+
+def test_a_checkpoint_written_before_popart_existed_resumes_unless_popart_is_turned_on(tmp_path):
+    cfg = compose(["experiment=multitask/cu_inputs", "iterations=100", "progress=false"])
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, cfg, Engine(cfg).state_dict(), {})
+    state = torch.load(path, weights_only=False)
+    for key in ("cu.popart", "cu.popart_beta"):
+        del state["config"][key]
+    torch.save(state, path)
+    assert checkpoint.load(path, cfg)["config"] == state["config"]
+    with pytest.raises(ConfigError, match=r"different config \(cu\.popart: '<unset>' -> True\)"):
+        checkpoint.load(path, compose(["experiment=multitask/cu_inputs", "iterations=100", "progress=false",
+                                       "cu.popart=true"]))
