@@ -159,6 +159,11 @@ class CUConfig:
     script: Optional[str] = None
     # paper 5.2.2.3: divide epsilon by the expected iterations of each lane's task instance
     epsilon_by_task_length: bool = False
+    # PopArt (van Hasselt et al. 2016): each value head (one per Environment) learns targets normalised by
+    # running statistics, and acting sums the normalised values, so no Environment's reward scale
+    # dominates the policy or the gradients (inet/cu/popart.py; DQN only)
+    popart: bool = False
+    popart_beta: float = 1e-3  # step size of the running mean and second moment of each head's targets
 
 
 @dataclass
@@ -367,6 +372,7 @@ def validate(cfg: RunConfig) -> None:
         v = getattr(cu, k)
         _require(0.0 <= v <= 1.0, f"cu.{k}", f"epsilon must be in [0, 1], got {v}")
     _require(cu.max_grad_norm > 0, "cu.max_grad_norm", f"must be > 0, got {cu.max_grad_norm}")
+    _require(0.0 < cu.popart_beta <= 1.0, "cu.popart_beta", f"must be in (0, 1], got {cu.popart_beta}")
 
     _require(cfg.tape.horizon >= 1, "tape.horizon", f"must be >= 1 (1 = only the PU that wrote the node), got {cfg.tape.horizon}")
     _require(0.0 < cfg.tape.depth_decay <= 1.0, "tape.depth_decay", f"must be in (0, 1], got {cfg.tape.depth_decay}")

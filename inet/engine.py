@@ -92,7 +92,8 @@ class Engine:
                 self.node_offset = offset
             offset += sizes[part]
         self.obs_dim = offset
-        self.cu: Learner = build_learner(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"])
+        self.cu: Learner = build_learner(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"],
+                                         heads=len(self.envs))
 
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute)
         self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
@@ -166,7 +167,7 @@ class Engine:
             reward = follows if tw.mode == "replace" else reward + follows * (1.0 - self.iteration / tw.iterations)
         self.rollout.advance(self.world, actions, explore, argmax)
         next_obs, next_writers = self._observe()
-        transition = Transition(obs, actions, reward, next_obs, step.terminal.float())
+        transition = Transition(obs, actions, reward, next_obs, step.terminal.float(), *self._env_streams(step))
 
         self._node_losses(step)
         g = self.cu.input_grad(transition, self.iteration) if self._cu_grad_active() else None
@@ -192,6 +193,16 @@ class Engine:
         if self.evaluator.due(before, self.iteration):
             self.evaluator.run(self)
         return step
+
+    def _env_streams(self, step: Step) -> tuple:
+        """Each Environment's reward and task-instance ends, [B, E] in the order of `envs` (None with one)."""
+        if len(self.envs) == 1:
+            return None, None
+        names = list(self.envs)
+        terminal = torch.zeros(self.lanes, len(names), device=self.device)
+        for end in step.ended:
+            terminal[end.lanes, names.index(end.env)] = 1.0
+        return torch.stack([step.env_reward[n] for n in names], 1), terminal
 
     # -- learning -----------------------------------------------------------------
     def _node_losses(self, step: Step) -> None:

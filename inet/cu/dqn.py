@@ -20,22 +20,25 @@ from ..adam import LeanAdam, clip_
 from ..config import CUConfig
 from ..guards import finite
 from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
+from .popart import PopArt
 from .protocol import ActInfo, Transition
 from .replay import ReplayBuffer
 
 
 class QNetwork(nn.Module):
-    """An MLP from the CU input vector to one Q-value per action (optionally dueling)."""
+    """An MLP from the CU input vector to one Q-value per action (optionally dueling): [B, n_actions],
+    or with `heads` > 1 one Q-value per head and action, [B, heads, n_actions]."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: List[int], dueling: bool):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: List[int], dueling: bool, heads: int = 1):
         super().__init__()
         layers: List[nn.Module] = []
         for a, b in zip([obs_dim, *hidden[:-1]], hidden):
             layers += [nn.Linear(a, b), nn.ReLU()]
         self.trunk = nn.Sequential(*layers)
         self.dueling = dueling
-        self.head = nn.Linear(hidden[-1], n_actions)
-        self.value = nn.Linear(hidden[-1], 1) if dueling else None
+        self.heads, self.n_actions = heads, n_actions
+        self.head = nn.Linear(hidden[-1], heads * n_actions)
+        self.value = nn.Linear(hidden[-1], heads) if dueling else None
         self.hidden_layers = [m for m in self.trunk if isinstance(m, nn.Linear)]  # for a call-free forward
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -43,13 +46,35 @@ class QNetwork(nn.Module):
         for layer in self.hidden_layers:  # the trunk's ops without a module call per layer (same numerics)
             h = torch.relu(F.linear(h, layer.weight, layer.bias))
         adv = F.linear(h, self.head.weight, self.head.bias)
+        if self.heads > 1:
+            adv = adv.view(-1, self.heads, self.n_actions)
         if self.value is None:
             return adv
-        return F.linear(h, self.value.weight, self.value.bias) + adv - adv.mean(1, keepdim=True)
+        v = F.linear(h, self.value.weight, self.value.bias)
+        return (v if self.heads == 1 else v.unsqueeze(2)) + adv - adv.mean(-1, keepdim=True)
+
+    @torch.no_grad()
+    def rescale(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Make each head's outputs scale[h] * output + shift[h] (PopArt's output-preserving update)."""
+        rows = scale.repeat_interleave(self.n_actions)
+        self.head.weight.mul_(rows.unsqueeze(1))
+        self.head.bias.mul_(rows)
+        if self.value is None:
+            self.head.bias.add_(shift.repeat_interleave(self.n_actions))
+        else:  # the advantages' mean is subtracted, so only the value layer takes the shift
+            self.value.weight.mul_(scale.unsqueeze(1))
+            self.value.bias.mul_(scale).add_(shift)
 
 
 class DQN:
-    """Q-network, target network, optimizer, replay and exploration schedule."""
+    """Q-network, target network, optimizer, replay and exploration schedule.
+
+    With `heads` > 1 (one per Environment) the network has a Q-head per Environment and
+    Q(s, a) = sum_e Q_e(s, a) (value decomposition): each head learns its Environment's
+    reward, its n-step returns and bootstrapping cut only by that Environment's task-instance
+    ends, and the replay stores [heads]-vectors of returns and discounts. With one head the
+    network, replay and loss are those of a plain DQN. `cu.popart` normalises each head's
+    targets (inet/cu/popart.py) and acts on the sum of the normalised values."""
 
     kpis = (KPI("td_loss", "the CU's last TD loss", summary=None, plot=LOSSES, tag_group="losses"),
             KPI("epsilon", "the CU's exploration rate", rate=True, summary=None, plot=EXPLORATION, tag_group="rollout"),
@@ -57,8 +82,9 @@ class DQN:
             KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="rollout"))
 
     def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
-                 device: torch.device, generator: torch.Generator):
+                 device: torch.device, generator: torch.Generator, heads: int = 1):
         self.cfg = cfg
+        self.heads = heads
         self.n_actions = n_actions
         self.total_iterations = total_iterations
         self.gen = generator
@@ -66,7 +92,8 @@ class DQN:
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.params = list(self.q.parameters())
         self.optimizer = LeanAdam(self.q.parameters(), lr=cfg.learning_rate)
-        self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device)
+        self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device, () if heads == 1 else (heads,))
+        self.popart = PopArt(heads, cfg.popart_beta, device) if cfg.popart else None
         self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
         self.steps = 0  # iterations remembered
         self.iteration = 0  # lane-iterations observed (for the epsilon in `metrics`)
@@ -82,11 +109,28 @@ class DQN:
 
     def network(self, obs_dim: int, n_actions: int) -> nn.Module:
         """The online network; the target network is a copy of it."""
-        return QNetwork(obs_dim, n_actions, self.cfg.hidden, self.cfg.dueling)
+        return QNetwork(obs_dim, n_actions, self.cfg.hidden, self.cfg.dueling, self.heads)
 
     def evaluate(self, obs: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The online network's action values [B, n_actions] at `obs`, and return quantiles if it has them."""
-        return self.q(obs), None
+        """The online network's action values [B, n_actions] at `obs` (summed over heads; with PopArt the
+        normalised ones), and return quantiles if it has them."""
+        return self._total(self.q(obs)), None
+
+    def _total(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-head values [B, heads, n_actions] -> their sum [B, n_actions] (one head: as they are)."""
+        return q if self.heads == 1 else q.sum(1)
+
+    def _pick(self, q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Each head's value of `actions` [B]: [B] with one head, [B, heads] with several."""
+        if self.heads == 1:
+            return q.gather(1, actions.unsqueeze(1)).squeeze(1)
+        return q.gather(2, actions.view(-1, 1, 1).expand(-1, self.heads, 1)).squeeze(2)
+
+    def _streams(self, t: Transition) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The rewards and terminals the heads learn from: [B] with one head, each Environment's [B, heads]."""
+        if self.heads == 1:
+            return t.reward, t.terminal
+        return t.env_reward, t.env_terminal
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, iteration: int, greedy: bool = False,
@@ -107,7 +151,8 @@ class DQN:
     def observe(self, t: Transition, before: int, after: int) -> List[str]:
         """Remember the transitions; from `learning_starts` on, `gradient_steps` updates every `train_freq`
         lane-iterations and a target update every `target_update_interval`."""
-        self.remember(t.obs, t.actions, t.reward, t.next_obs, t.terminal)
+        reward, terminal = self._streams(t)
+        self.remember(t.obs, t.actions, reward, t.next_obs, terminal)
         self.iteration = after
         c = self.cfg
         if after < c.learning_starts or self.replay.size < c.batch_size:
@@ -123,8 +168,9 @@ class DQN:
         if iteration < self.cfg.learning_starts:
             return None
         x = t.obs.detach().requires_grad_()
+        reward, terminal = self._streams(t)
         with torch.enable_grad():
-            loss = self._td_loss(x, t.actions, t.reward, t.next_obs, self.cfg.gamma * (1.0 - t.terminal))
+            loss = self._td_loss(x, t.actions, reward, t.next_obs, self.cfg.gamma * (1.0 - terminal))
             (g,) = torch.autograd.grad(loss, x)
         return g
 
@@ -134,18 +180,27 @@ class DQN:
 
     @torch.no_grad()
     def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
+        """Unnormalised TD targets [B] or [B, heads]; the next action is the greedy one on the summed values."""
         q_next = self.target(next_obs)
         if self.cfg.double:
-            best = self.q(next_obs).argmax(1, keepdim=True)
-            v = q_next.gather(1, best).squeeze(1)
-        else:
+            v = self._pick(q_next, self._total(self.q(next_obs)).argmax(1))
+        elif self.heads == 1:
             v = q_next.max(1).values
+        else:
+            v = self._pick(q_next, q_next.sum(1).argmax(1))
+        if self.popart is not None:
+            v = self.popart.unnormalise(v)
         return rewards + discount * v
 
     def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                  next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
-        q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        return F.smooth_l1_loss(q, self._td_target(rewards, next_obs, discount))
+        """Huber TD loss, summed over heads (each head's mean over the batch); PopArt: on normalised targets."""
+        q = self._pick(self.q(obs), actions)
+        target = self._td_target(rewards, next_obs, discount)
+        if self.popart is not None:
+            target = self.popart.normalise(target)
+        loss = F.smooth_l1_loss(q, target)
+        return loss if self.heads == 1 else loss * self.heads
 
     def remember(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                  next_obs: torch.Tensor, terminal: torch.Tensor) -> None:
@@ -155,10 +210,10 @@ class DQN:
         outcome of a long route reach its early choices through states the CU's inputs cannot tell
         apart. Each slot keeps its running return, so an iteration costs O(n * B), not a Python loop."""
         n = self.cfg.n_step
-        if self.pending is None:
+        if self.pending is None:  # rewards and terminal are [B], or [B, heads]: each head's own stream
             self.pending = {"obs": obs.new_zeros((n, *obs.shape)), "actions": actions.new_zeros((n, *actions.shape)),
                             "ret": rewards.new_zeros((n, *rewards.shape)), "alive": rewards.new_zeros((n, *rewards.shape)),
-                            "power": rewards.new_zeros((n, 1))}
+                            "power": rewards.new_zeros((n, *[1] * rewards.dim()))}
         p, slot = self.pending, self.steps % n
         p["obs"][slot], p["actions"][slot] = obs, actions
         p["ret"][slot], p["alive"][slot], p["power"][slot] = 0.0, 1.0, 1.0
@@ -174,6 +229,8 @@ class DQN:
     def train_step(self) -> Optional[str]:
         """One gradient step on a replay batch. A non-finite loss or gradient skips it and is described."""
         obs, actions, rewards, next_obs, terminal = self.replay.sample(self.cfg.batch_size, self.gen)
+        if self.popart is not None:
+            self.popart_update(self._td_target(rewards, next_obs, terminal))
         loss = self._td_loss(obs, actions, rewards, next_obs, terminal)
         self.optimizer.zero_grad()
         if not finite(loss):
@@ -188,6 +245,13 @@ class DQN:
         self.last_loss = loss.detach()
         return None
 
+    def popart_update(self, targets: torch.Tensor) -> None:
+        """Move PopArt's statistics towards a batch of targets and rescale both networks' heads so that
+        their unnormalised values do not change."""
+        scale, shift = self.popart.update(targets)
+        for net in (self.q, self.target):
+            net.rescale(scale, shift)
+
     def update_target(self) -> None:
         with torch.no_grad():
             tp = list(self.target.parameters())
@@ -197,10 +261,13 @@ class DQN:
                 torch._foreach_lerp_(tp, self.params, self.cfg.tau)
 
     def state_dict(self) -> dict:
-        return {"q": self.q.state_dict(), "target": self.target.state_dict(),
+        state = {"q": self.q.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
                 "pending": None if self.pending is None else {k: v.clone() for k, v in self.pending.items()},
                 "steps": self.steps, "iteration": self.iteration, "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
+        if self.popart is not None:
+            state["popart"] = self.popart.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.q.load_state_dict(state["q"])
@@ -212,3 +279,5 @@ class DQN:
         self.updates = state["updates"]
         self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])
+        if self.popart is not None:
+            self.popart.load_state_dict(state["popart"])

@@ -13,11 +13,16 @@ device, generator)` and provides:
 - `metrics()` -> {name: float} (diagnostics logged each interval);
 - `state_dict()` / `load_state_dict(state)`: everything needed to resume exactly, as
   tensors and plain containers (checkpoints load with weights_only).
+With several Environments the engine passes `heads=E` to a learner whose constructor
+takes a `heads` keyword (one value head per Environment, trained from
+`Transition.env_reward`/`env_terminal`); a learner without it learns from the
+summed `reward` and the `terminal` of any Environment.
 DQN (`inet/cu/dqn.py`) and QR-DQN (`inet/cu/qr_dqn.py`) implement it; `cu._target_`
 names any class that does.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Tuple, runtime_checkable
 
@@ -49,6 +54,10 @@ class Transition:
     reward: torch.Tensor  # [B]
     next_obs: torch.Tensor  # [B, obs_dim]
     terminal: torch.Tensor  # [B] float: 1 where a task instance ended
+    # With several Environments (E > 1), each one's part of `reward` and its own task-instance ends, so a
+    # learner can keep a value per Environment; None with one Environment (then `reward`/`terminal` are its own).
+    env_reward: Optional[torch.Tensor] = None  # [B, E], in the order of `envs`
+    env_terminal: Optional[torch.Tensor] = None  # [B, E] float
 
 
 @runtime_checkable
@@ -82,7 +91,17 @@ def learner_class(cfg: CUConfig) -> type:
     return cls
 
 
+def takes_heads(cls: type) -> bool:
+    """Whether the learner class keeps a value per Environment (its constructor takes `heads`)."""
+    try:
+        return "heads" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def build_learner(cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int, device: torch.device,
-                  generator: torch.Generator) -> Learner:
-    """Construct the configured learner."""
-    return learner_class(cfg)(cfg, obs_dim, n_actions, total_iterations, device, generator)
+                  generator: torch.Generator, heads: int = 1) -> Learner:
+    """Construct the configured learner; `heads` (the number of Environments) goes to one that takes it."""
+    cls = learner_class(cfg)
+    extra = {"heads": heads} if heads > 1 and takes_heads(cls) else {}
+    return cls(cfg, obs_dim, n_actions, total_iterations, device, generator, **extra)

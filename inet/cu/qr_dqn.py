@@ -47,7 +47,12 @@ def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, kappa: float) 
 class QRDQN(DQN):
     """DQN with a quantile head and the quantile Huber loss."""
 
-    def __init__(self, cfg: CUConfig, *args, **kwargs):
+    def __init__(self, cfg: CUConfig, *args, heads: int = 1, **kwargs):
+        if heads > 1:
+            raise ConfigError(f"cu._target_: QR-DQN keeps one value for all Environments, and this IN has {heads}; "
+                              "use cu=dqn, which keeps a value per Environment")
+        if cfg.popart:
+            raise ConfigError("cu.popart: QR-DQN has no PopArt; set cu.popart=false or use cu=dqn")
         unknown = set(cfg.params) - {"n_quantiles", "kappa"}
         if unknown:
             raise ConfigError(f"cu.params: QR-DQN has no option {sorted(unknown)[0]!r}; it takes n_quantiles, kappa")

@@ -10,15 +10,16 @@ class ReplayBuffer:
     """Stores (obs, action, return, next_obs, discount): the TD target is return + discount * V(next_obs).
 
     `discount` is gamma^n for an n-step transition and 0 where a task instance ended
-    within it (task-instance ends cut TD bootstrapping)."""
+    within it (task-instance ends cut TD bootstrapping). Returns and discounts have `value_shape`
+    per transition: () for one value, (E,) for a value per Environment."""
 
-    def __init__(self, capacity: int, obs_dim: int, device: torch.device):
+    def __init__(self, capacity: int, obs_dim: int, device: torch.device, value_shape: Tuple[int, ...] = ()):
         self.capacity = capacity
         self.obs = torch.zeros(capacity, obs_dim, device=device)
         self.next_obs = torch.zeros(capacity, obs_dim, device=device)
         self.actions = torch.zeros(capacity, dtype=torch.long, device=device)
-        self.rewards = torch.zeros(capacity, device=device)
-        self.discount = torch.zeros(capacity, device=device)
+        self.rewards = torch.zeros(capacity, *value_shape, device=device)
+        self.discount = torch.zeros(capacity, *value_shape, device=device)
         self.cursor = 0
         self.size = 0
 

@@ -74,7 +74,9 @@ def load(path: Path, cfg: RunConfig) -> dict:
         raise ConfigError(f"resume: {path} is {what}; this inet reads format {FORMAT} and migrates format 3, "
                           f"so resume it with the inet that wrote it, or {FRESH}")
     saved, now = state["config"], flat_config(cfg)
-    diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<unset>") != now.get(k, "<unset>"))
+    schema = flat_config(RunConfig())  # a key added to inet after the checkpoint, at its default, is what the run had
+    diff = sorted(k for k in saved.keys() | now.keys()
+                  if saved.get(k, schema.get(k, "<unset>")) != now.get(k, "<unset>"))
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k, '<unset>')!r} -> {now.get(k, '<unset>')!r}" for k in diff[:8])
         more = f" and {len(diff) - 8} more" if len(diff) > 8 else ""
