@@ -40,22 +40,29 @@ def rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def tape_kib(tape) -> float:
+    """The tape's tensors: the records' stored inputs and, with `tape.recompute: stored`, the kept parameters."""
+    inputs = sum(x.numel() * x.element_size() for r in tape.records.values() for x in r.inputs)
+    kept = sum(t.numel() * t.element_size() for ps in tape.snapshots.values() for t in ps)
+    return (inputs + kept) / 1024
+
+
 def soak(experiment: str, iterations: int, every: int, lanes: int, seed: int, overrides: List[str]) -> pd.DataFrame:
     torch.set_num_threads(1)
     cfg = compose([f"experiment={experiment}", f"iterations={iterations}", f"lanes={lanes}", f"seed={seed}",
                    *overrides])
     engine = Engine(cfg)
-    rows, start, peak_tape, next_sample = [], time.perf_counter(), 0, 0
+    rows, start, peak_tape, peak_kib, next_sample = [], time.perf_counter(), 0, 0.0, 0
     while engine.iteration < iterations:
         engine.step()
-        peak_tape = max(peak_tape, len(engine.tape))
+        peak_tape, peak_kib = max(peak_tape, len(engine.tape)), max(peak_kib, tape_kib(engine.tape))
         if engine.iteration >= next_sample or engine.iteration >= iterations:
             rows.append({"iteration": engine.iteration, "rss_mb": rss_mb(), "tape_records": len(engine.tape),
-                         "tape_records_max": peak_tape, "replay_size": engine.cu.replay.size,
+                         "tape_records_max": peak_tape, "tape_kib_max": peak_kib, "replay_size": engine.cu.replay.size,
                          "task_success": engine.kpis.success.mean,
                          "wall_seconds": time.perf_counter() - start})
             print(rows[-1], flush=True)
-            peak_tape, next_sample = 0, next_sample + every
+            peak_tape, peak_kib, next_sample = 0, 0.0, next_sample + every
     return pd.DataFrame(rows)
 
 
@@ -64,11 +71,13 @@ def report(df: pd.DataFrame, title: str, buffer_size: int) -> str:
     growth = (f"{full['rss_mb'].iloc[-1] - full['rss_mb'].iloc[0]:+.1f} MiB from iteration "
               f"{full['iteration'].iloc[0]:,} to {full['iteration'].iloc[-1]:,}" if len(full) > 1 else "n/a")
     lines = [f"# Soak: {title}", "", f"RSS growth after the replay buffer is full: {growth}; "
-             f"largest tape at any iteration: {int(df['tape_records_max'].max())} records.", "",
-             "| iteration | RSS MiB | tape records | max tape since last row | replay size | task_success | wall s |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.iteration:,} | {r.rss_mb:.1f} | {r.tape_records} | {r.tape_records_max} | {r.replay_size} | "
-              f"{r.task_success:.3f} | {r.wall_seconds:.0f} |" for r in df.itertuples()]
+             f"largest tape at any iteration: {int(df['tape_records_max'].max())} records, "
+             f"{df['tape_kib_max'].max():.1f} KiB of tensors.", "",
+             "| iteration | RSS MiB | tape records | max tape since last row | max tape KiB since last row | "
+             "replay size | task_success | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.iteration:,} | {r.rss_mb:.1f} | {r.tape_records} | {r.tape_records_max} | {r.tape_kib_max:.1f} | "
+              f"{r.replay_size} | {r.task_success:.3f} | {r.wall_seconds:.0f} |" for r in df.itertuples()]
     return "\n".join(lines) + "\n"
 
 
