@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -21,6 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from ..run import trace
+from ..run.files import json_safe
 from ..tasks import kpi_registry
 
 VIEWER = "viewer.html"
@@ -28,17 +28,6 @@ VIEWER = "viewer.html"
 
 class NotARunError(ValueError):
     """The directory is not a run directory with a trace (the message says what is missing)."""
-
-
-def _clean(x: object) -> object:
-    """JSON-safe copy: non-finite floats become null."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def network(config: dict, actions: List[dict]) -> Dict[str, list]:
@@ -128,7 +117,7 @@ def collect(run_dir: Path) -> dict:
         kpis = {"iteration": df["iteration"].tolist(), "panels": kpi_panels(df, kpi_registry.load(run_dir))}
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     meta = tr["meta"]
-    return _clean({
+    return json_safe({
         "title": f"{config.get('name', run_dir.name)}  seed {config.get('seed', '?')}",
         "run_dir": str(run_dir),
         "actions": [a["name"] for a in meta["actions"]],

@@ -41,21 +41,21 @@ def describe(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """A copy with every non-finite float (NaN: never measured, inf) as None, in maps and lists too."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
 def json_text(obj: Any, indent: Optional[int] = None) -> str:
     """Strict JSON (RFC 8259): `null` where Python's json would write the bare NaN or Infinity that
     JSON.parse and most other readers refuse."""
-    return json.dumps(finite(obj), indent=indent, allow_nan=False)
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
 
 
 def _write_all(f: io.RawIOBase, data: bytes) -> None:
