@@ -86,7 +86,12 @@ def draw(monkeypatch, plot) -> list:
 
 
 def labels(ax) -> list:
-    return [ax.get_xlabel(), ax.get_ylabel(), *ax.get_legend_handles_labels()[1]]
+    return [ax.get_xlabel(), ylabel(ax), *ax.get_legend_handles_labels()[1]]
+
+
+def ylabel(ax) -> str:
+    """The y label on one line (it is wrapped to fit beside stacked panels)."""
+    return ax.get_ylabel().replace("\n", " ")
 
 
 def test_report_axes_are_worded_with_units_rates_on_0_1_bands_labelled(reported, monkeypatch, tmp_path):
@@ -102,7 +107,7 @@ def test_report_axes_are_worded_with_units_rates_on_0_1_bands_labelled(reported,
             assert ax.get_legend() is not None
             assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent())
     base = figures[0]
-    assert base.axes[0].get_ylabel() == "task success (fraction)" and base.axes[0].get_ylim() == (0, 1)
+    assert ylabel(base.axes[0]) == "task success (fraction)" and base.axes[0].get_ylim() == (0, 1)
     assert base.axes[-1].get_xlabel() == "iteration (lane-iterations)"
     bands = {c.get_label() for fig in figures for ax in fig.axes for c in ax.collections}
     assert "95% CI over n=5 seeds" in bands and "n=2: range, no CI" in bands
@@ -126,8 +131,8 @@ def test_the_runs_own_plots_are_paper_ready(reported, tmp_path):
     fig = figures["kpis"]
     fig.canvas.draw()
     success, per_iteration, per_task = fig.axes
-    assert success.get_ylabel() == "task success (fraction)" and success.get_ylim() == (0, 1)
-    assert per_iteration.get_ylabel() == "reward per iteration (mean reward)"
+    assert ylabel(success) == "task success (fraction)" and success.get_ylim() == (0, 1)
+    assert ylabel(per_iteration) == "reward per iteration (mean reward)"
     assert "correct PU rate" in success.get_legend_handles_labels()[1]
     assert not success.get_legend().get_window_extent().overlaps(success.get_window_extent())
     assert per_task.get_xlabel() == "iteration (lane-iterations)"

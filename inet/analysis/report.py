@@ -41,7 +41,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ..compose import override_key  # noqa: E402
 from ..run import failure  # noqa: E402
-from ..run.plots import STYLES, X_LABEL, axis_label, legend_outside, rate_axis, readable, save_figure  # noqa: E402
+from ..run.plots import STYLES, X_LABEL, axis_label, legend_outside, rate_axis, readable, save_figure, \
+    y_label  # noqa: E402
 from ..tasks import kpi_registry  # noqa: E402
 from ..tasks.env import ITERATIONS_TO_CONVERGE, KPI_FIGURE  # noqa: E402
 from ..tasks.kpi_registry import KPI, panels  # noqa: E402
@@ -422,7 +423,7 @@ def plot_paper_figures(variants: List[Variant], kpis: Sequence[KPI], out_dir: Pa
         fig, axes = plt.subplots(len(shown), 1, figsize=(6.5, 2.6 * len(shown)), sharex=True, squeeze=False)
         for ax, (panel, ks) in zip(axes[:, 0], shown):
             _paper_panel(ax, group_, ks)
-            ax.set_ylabel(axis_label(panel.title, ks))
+            y_label(ax, axis_label(panel.title, ks))
         axes[0, 0].set_title(f"{name}: {paper_figure(name)}", fontsize=8)
         axes[-1, 0].set_xlabel(X_LABEL)
         paths.append(_finish(fig, out_dir / str(paper_stem(name))))

@@ -14,6 +14,7 @@ success beside it, which shows that drop for what it is: an improvement.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
@@ -58,6 +59,11 @@ def axis_label(text: str, kpis: Iterable[KPI]) -> str:
     """`text` with the KPIs' unit in parentheses where they share one: 'task success (fraction)'."""
     units = {unit(k) for k in kpis}
     return f"{text} ({units.pop()})" if len(units) == 1 and "" not in units else text
+
+
+def y_label(ax: Axes, text: str, width: int = 24) -> None:
+    """Set the y label, wrapped to lines of `width` characters (stacked panels' labels must not meet)."""
+    ax.set_ylabel("\n".join(textwrap.wrap(text, width)) or text)
 
 
 def rate_axis(ax: Axes, kpis: Iterable[KPI]) -> None:
@@ -138,7 +144,7 @@ def _lines(ax: Axes, df: pd.DataFrame, panel: Panel, kpis: List[KPI]) -> None:
     rate_axis(ax, kpis)
     if len(kpis) > 1:
         legend_outside(ax)
-    ax.set_ylabel(axis_label(panel.title, kpis))
+    y_label(ax, axis_label(panel.title, kpis))
     ax.grid(alpha=0.3)
 
 
