@@ -8,7 +8,13 @@ the experiment name plus every override except the seed and those that cannot
 change results (`progress`, `threads`, `checkpoint_interval`, `resume`,
 `hydra.*`). Per variant and declared KPI with a `table`: the number of seeds,
 mean, standard deviation and the 95% interval of the mean (Student t), the best
-variant by the KPI's `better` direction, and the paper's figure where one exists.
+variant by the KPI's `better` direction, and the paper's figure where one exists
+(report.md prints no interval from fewer than 3 seeds: "n<3"; report.csv keeps it).
+Figures (`plots/`, PNG at 300 dpi and SVG): per plotted KPI one curve per variant with
+a band labelled by what it is (the 95% interval of the mean over n >= 3 seeds; the
+min-max range, flagged "no CI", over 2; none for 1), `iterations_to_converge` per
+variant, and per experiment with a figure in the paper one figure of the task's KPI
+panels named after it (`figNN_<experiment>`, e.g. fig09_multitask_base.png).
 Runs without `summary.json` are listed as failed with their reason where the
 runner marked them (`failed.json`, inet/run/failure.py), else as stopped, crashed or
 still running; failures recorded by a sweep (`failures/*.json`, inet/analysis/sweep.py) and seeds that other
@@ -18,10 +24,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -29,16 +36,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from ..compose import override_key  # noqa: E402
 from ..run import failure  # noqa: E402
+from ..run.plots import STYLES, X_LABEL, axis_label, legend_outside, rate_axis, readable, save_figure, \
+    y_label  # noqa: E402
 from ..tasks import kpi_registry  # noqa: E402
-from ..tasks.env import ITERATIONS_TO_CONVERGE  # noqa: E402
-from ..tasks.kpi_registry import KPI  # noqa: E402
+from ..tasks.env import ITERATIONS_TO_CONVERGE, KPI_FIGURE  # noqa: E402
+from ..tasks.kpi_registry import KPI, panels  # noqa: E402
 from .sweep import load_failures  # noqa: E402
 
 RUN_NUMBERS = ("iterations", "iterations_per_second", "wall_seconds")  # the runner's own, in every summary.json
 CONVERGE = ITERATIONS_TO_CONVERGE.name  # the `converged` column and plot count the seeds where it is not null
+MIN_CI_SEEDS = 3  # fewer seeds: no 95% interval in report.md or as a band (a range, flagged)
 NEUTRAL = ("seed", "progress", "threads", "checkpoint_interval", "resume", "experiment")
 
 # The paper's figure per experiment (Dietz 2022, section 5; vanilla DQN), by name or name prefix.
@@ -55,6 +67,11 @@ PAPER = {
 # Two-sided 95% Student t quantiles by degrees of freedom (1..30); 1.96 beyond.
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t95(n: int) -> float:
+    """The two-sided 95% Student t quantile for the mean of n >= 2 values."""
+    return T95[n - 2] if n - 1 <= len(T95) else 1.96
 
 
 class ReportError(ValueError):
@@ -146,7 +163,7 @@ def stats(values: Sequence[float]) -> Dict[str, float]:
     if n == 1:
         return {"n": 1, "mean": mean, "std": nan, "ci95_low": nan, "ci95_high": nan}
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = (T95[n - 2] if n - 1 <= len(T95) else 1.96) * std / math.sqrt(n)
+    half = t95(n) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
@@ -168,7 +185,7 @@ def table(variants: List[Variant], kpis: Sequence[KPI]) -> pd.DataFrame:
                                   "incomplete": len(v.runs) - len(done)}
         for k in [*(k.name for k in kpis if k.table), *RUN_NUMBERS]:
             s = stats([r.summary.get(k) for r in done])
-            row.update({f"{k}_{stat}": s[stat] for stat in ("mean", "std", "ci95_low", "ci95_high")})
+            row.update({f"{k}_{stat}": s[stat] for stat in ("n", "mean", "std", "ci95_low", "ci95_high")})
         row["converged"] = sum(r.summary.get(CONVERGE) is not None for r in done)
         row["paper"] = paper_figure(v.name)
         rows.append(row)
@@ -238,12 +255,14 @@ def _fmt(kpi: KPI, x: float) -> str:
 
 
 def _cell(row: pd.Series, kpi: KPI, best: bool) -> str:
-    mean, std, lo, hi = (row[f"{kpi.name}_{s}"] for s in ("mean", "std", "ci95_low", "ci95_high"))
+    """mean ± std [95% interval]; from fewer than `MIN_CI_SEEDS` values the interval is "n<3"."""
+    n, mean, std, lo, hi = (row[f"{kpi.name}_{s}"] for s in ("n", "mean", "std", "ci95_low", "ci95_high"))
     if math.isnan(mean):
         return "–"
     text = _fmt(kpi, mean)
     if not math.isnan(std):
-        text += f" ± {_fmt(kpi, std)} [{_fmt(kpi, lo)}, {_fmt(kpi, hi)}]"
+        text += f" ± {_fmt(kpi, std)}"
+    text += f" [{_fmt(kpi, lo)}, {_fmt(kpi, hi)}]" if n >= MIN_CI_SEEDS else f" [n<{MIN_CI_SEEDS}]"
     return text + (" (best)" if best else "")
 
 
@@ -270,7 +289,8 @@ def markdown(df: pd.DataFrame, kpis: Sequence[KPI], missing_lines: List[str], di
     best = {k.name: best_variants(df, k) for k in main}
     lines = ["# inet report", "", "Runs under: " + ", ".join(f"`{d}`" for d in dirs), "",
              f"## {kpi_registry.MAIN_TABLE}", "",
-             "Each cell: mean ± standard deviation over seeds [95% interval of the mean, Student t]; ↑ higher is "
+             f"Each cell: mean ± standard deviation over seeds [95% interval of the mean, Student t; n<{MIN_CI_SEEDS}: "
+             "fewer seeds than an interval needs, none given]; ↑ higher is "
              "better, ↓ lower is better, (best): the best variant. "
              f"`{CONVERGE}` is over the seeds that converged (`converged` of `seeds`).", "",
              "| variant | seeds | " + " | ".join(map(_header, main)) + " | converged | paper |",
@@ -321,62 +341,137 @@ def _wrap(label: str, width: int = 60) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
+def _seeds(v: Variant, kpi: str) -> Optional[pd.DataFrame]:
+    """The KPI's curve per seed of a variant (a column each, indexed by iteration); None where no run has it."""
+    frames = [r.kpis.set_index("iteration")[kpi] for r in v.runs if r.kpis is not None and kpi in r.kpis]
+    return pd.concat(frames, axis=1) if frames else None
+
+
+def band(wide: pd.DataFrame) -> Optional[Tuple[pd.Series, pd.Series, str]]:
+    """The band around the mean of `wide`'s seeds and what it is: the 95% interval of the mean (Student t)
+    from `MIN_CI_SEEDS` seeds, the min-max range flagged as no interval from 2, None from 1."""
+    n = wide.shape[1]
+    if n < 2:
+        return None
+    if n < MIN_CI_SEEDS:
+        return wide.min(axis=1), wide.max(axis=1), f"n={n}: range, no CI"
+    counts = wide.count(axis=1)
+    half = counts.map(lambda c: t95(c) if c >= 2 else float("nan")) * wide.std(axis=1) / counts.pow(0.5)
+    mean = wide.mean(axis=1)
+    return mean - half, mean + half, f"95% CI over n={n} seeds"
+
+
+def _draw(ax: Axes, wide: pd.DataFrame, label: str, color: Optional[str] = None, style: str = "-") -> None:
+    """The mean over seeds as a line, and its `band` (labelled) in the line's colour."""
+    line, = ax.plot(wide.index, wide.mean(axis=1), style, color=color, lw=1.3, label=_wrap(label))
+    drawn = band(wide)
+    if drawn is not None:
+        lo, hi, what = drawn
+        ax.fill_between(wide.index, lo, hi, color=line.get_color(), alpha=0.2, lw=0, label=what)
+
+
+def _finish(fig: Figure, stem: Path) -> Path:
+    """Save `fig` as PNG and SVG (`save_figure`), close it; the PNG's path (report.md shows it)."""
+    path = save_figure(fig, stem)[0]
+    plt.close(fig)
+    return path
+
+
 def plot_curves(variants: List[Variant], kpis: Sequence[KPI], out_dir: Path) -> List[Path]:
-    """Per plotted KPI curve: one line per variant (mean over seeds) with a band from the lowest to the highest seed."""
+    """Per plotted KPI curve: one line per variant (the mean over seeds) with its `band`."""
     paths = []
     for k in kpis:
         if not (k.curve and k.plot and k.plot.kind == "line"):
             continue
-        kpi = k.name
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        drawn = False
-        for v in variants:
-            frames = [r.kpis.set_index("iteration")[kpi] for r in v.runs if r.kpis is not None and kpi in r.kpis]
-            if not frames:
-                continue
-            wide = pd.concat(frames, axis=1)
-            line, = ax.plot(wide.index, wide.mean(axis=1), lw=1.3, label=_wrap(f"{v.label} (n={len(frames)})"))
-            if len(frames) > 1:
-                ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.2)
-            drawn = True
-        if drawn:
-            ax.set_xlabel("iteration")
-            ax.set_ylabel(kpi)
-            if k.better:
-                ax.set_title(f"{kpi} ({k.better} is better)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-            paths.append(out_dir / f"{kpi.replace('/', '__')}.png")
-            fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        series = [(v, wide) for v in variants if (wide := _seeds(v, k.name)) is not None]
+        for v, wide in series:
+            _draw(ax, wide, f"{v.label}: mean of n={wide.shape[1]}")
+        if not series:
+            plt.close(fig)
+            continue
+        ax.set_xlabel(X_LABEL)
+        ax.set_ylabel(axis_label(readable(k.name), [k]))
+        ax.set_title(readable(k.name) + (f" ({k.better} is better)" if k.better else ""))
+        rate_axis(ax, [k])
+        ax.grid(alpha=0.3)
+        legend_outside(ax, below=True)
+        paths.append(_finish(fig, out_dir / k.name.replace("/", "__")))
     return paths
+
+
+def paper_stem(name: str) -> Optional[str]:
+    """The file name (no suffix) of experiment `name`'s paper figure: `figNN_<name>`; None where the paper
+    has no figure for it."""
+    number = re.search(r"Fig\. (\d+)", paper_figure(name))
+    return f"fig{int(number.group(1)):02d}_{name.replace('/', '_')}" if number else None
+
+
+def plot_paper_figures(variants: List[Variant], kpis: Sequence[KPI], out_dir: Path) -> List[Path]:
+    """Per experiment with a paper figure (`paper_stem`): its line panels of the task's KPI figure (task
+    success, reward per iteration, reward per task), each variant a colour, each KPI a line style."""
+    by_panel = {p: ks for p, ks in panels(kpis).get(KPI_FIGURE, {}).items() if p.kind == "line"}
+    experiments: Dict[str, List[Variant]] = {}
+    for v in variants:
+        if paper_stem(v.name):
+            experiments.setdefault(v.name, []).append(v)
+    paths = []
+    for name, group_ in experiments.items():
+        shown = [(p, ks) for p, ks in by_panel.items() if any(_seeds(v, k.name) is not None for v in group_ for k in ks)]
+        if not shown:
+            continue
+        fig, axes = plt.subplots(len(shown), 1, figsize=(6.5, 2.6 * len(shown)), sharex=True, squeeze=False)
+        for ax, (panel, ks) in zip(axes[:, 0], shown):
+            _paper_panel(ax, group_, ks)
+            y_label(ax, axis_label(panel.title, ks))
+        axes[0, 0].set_title(f"{name}: {paper_figure(name)}", fontsize=8)
+        axes[-1, 0].set_xlabel(X_LABEL)
+        paths.append(_finish(fig, out_dir / str(paper_stem(name))))
+    return paths
+
+
+def _paper_panel(ax: Axes, variants: List[Variant], kpis: List[KPI]) -> None:
+    """One panel of a paper figure: every variant's mean and band of each KPI."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, v in enumerate(variants):
+        for k, style in zip(kpis, STYLES * len(kpis)):
+            wide = _seeds(v, k.name)
+            if wide is not None:
+                name = f"{readable(k.name)}, " if len(kpis) > 1 else ""
+                _draw(ax, wide, f"{name}{v.label}: mean of n={wide.shape[1]}", colors[i % len(colors)], style)
+    rate_axis(ax, kpis)
+    ax.grid(alpha=0.3)
+    legend_outside(ax)
 
 
 def plot_convergence(variants: List[Variant], out_dir: Path) -> Path:
     """`CONVERGE` per variant: a bar at the mean of converged seeds, a dot per seed, x if not converged."""
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(variants) + 1.5))
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(variants) + 1.5))
     for i, v in enumerate(variants):
         done = v.complete
         conv = [r.summary[CONVERGE] for r in done if r.summary.get(CONVERGE) is not None]
         never = [r.summary.get("iterations", 0) for r in done if r.summary.get(CONVERGE) is None]
         if conv:
-            ax.barh(i, sum(conv) / len(conv), color="tab:blue", alpha=0.4)
-            ax.plot(conv, [i] * len(conv), "o", color="tab:blue")
+            ax.barh(i, sum(conv) / len(conv), color="tab:blue", alpha=0.4,
+                    label="mean of the converged seeds" if not _labelled(ax, "mean") else None)
+            ax.plot(conv, [i] * len(conv), "o", color="tab:blue",
+                    label="one seed" if not _labelled(ax, "one seed") else None)
         if never:
             ax.plot(never, [i] * len(never), "x", color="tab:red", ms=9,
-                    label="not converged (at iterations run)" if i == 0 or not ax.get_legend_handles_labels()[0] else None)
+                    label="not converged (at iterations run)" if not _labelled(ax, "not converged") else None)
     converged = [sum(r.summary.get(CONVERGE) is not None for r in v.complete) for v in variants]
     ax.set_yticks(range(len(variants)), [_wrap(v.label, 45) + f"\n{c}/{len(v.complete)} converged"
                                          for v, c in zip(variants, converged)], fontsize=7)
     ax.set_xlim(left=0)
-    ax.set_xlabel(CONVERGE)
+    ax.set_xlabel(axis_label(readable(CONVERGE), [ITERATIONS_TO_CONVERGE]))
     ax.grid(alpha=0.3, axis="x")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    path = out_dir / f"{CONVERGE}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    legend_outside(ax, below=True)
+    return _finish(fig, out_dir / CONVERGE)
+
+
+def _labelled(ax: Axes, start: str) -> bool:
+    """Whether a legend entry of `ax` starts with `start` (each kind is labelled once)."""
+    return any(label.startswith(start) for label in ax.get_legend_handles_labels()[1])
 
 
 def write_report(dirs: Sequence[Path], out_dir: Path) -> Path:
@@ -397,7 +492,7 @@ def write_report(dirs: Sequence[Path], out_dir: Path) -> Path:
     df.to_csv(out_dir / "report.csv", index=False)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
-    plots = plot_curves(variants, kpis, plot_dir)
+    plots = plot_paper_figures(variants, kpis, plot_dir) + plot_curves(variants, kpis, plot_dir)
     if any(v.complete for v in variants):
         plots.append(plot_convergence([v for v in variants if v.complete], plot_dir))
     path = out_dir / "report.md"

@@ -1,5 +1,9 @@
 """Plots of a run's KPI curves, like the paper's Fig. 9-12 but honest about what they show.
 
+Every figure is written as PNG at `DPI` and as SVG (`save_figure`); axes are labelled in
+words with units (`axis_label`), rates (KPIs declared `rate=True`) on a fixed [0, 1] axis,
+legends outside the axes. `inet report` draws its figures with the same helpers.
+
 Each figure, panel and line comes from the declared KPIs' `plot` (inet/tasks/kpi_registry.py):
 plots/<figure>.png has one panel per `Panel`, in declaration order. The paper's
 Fig. 9 plots only the reward per iteration, which drops when the IN finds the
@@ -10,8 +14,9 @@ success beside it, which shows that drop for what it is: an improvement.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 import matplotlib
 
@@ -25,19 +30,79 @@ from ..tasks.kpi_registry import KPI, Panel, panels  # noqa: E402
 from .files import render_atomic  # noqa: E402
 
 STYLES = ("-", "--", ":", "-.")  # the lines of a panel, in declaration order
+DPI = 300  # the PNGs' resolution (print quality)
+FORMATS = ("png", "svg")  # every figure is written in each
+X_LABEL = "iteration (lane-iterations)"
+UPPER = {"pu": "PU", "cu": "CU", "td": "TD"}  # words written in capitals in labels
+
+
+def readable(name: str) -> str:
+    """A KPI name as words: `correct_pu_rate` -> 'correct PU rate' (an Environment prefix `env/` dropped)."""
+    return " ".join(UPPER.get(w, w) for w in name.rpartition("/")[2].split("_"))
+
+
+def unit(kpi: KPI) -> str:
+    """The unit of a KPI's values ('' where it has none worth naming)."""
+    base = kpi.name.rpartition("/")[2]
+    if kpi.rate:
+        return "fraction"
+    if base.startswith("iterations") or base == "evaluated_at":
+        return "lane-iterations"
+    if "length" in base:
+        return "items"
+    if base.startswith("reward"):
+        return "mean reward"
+    return "count" if kpi.integer else ""
+
+
+def axis_label(text: str, kpis: Iterable[KPI]) -> str:
+    """`text` with the KPIs' unit in parentheses where they share one: 'task success (fraction)'."""
+    units = {unit(k) for k in kpis}
+    return f"{text} ({units.pop()})" if len(units) == 1 and "" not in units else text
+
+
+def y_label(ax: Axes, text: str, width: int = 24) -> None:
+    """Set the y label, wrapped to lines of `width` characters (stacked panels' labels must not meet)."""
+    ax.set_ylabel("\n".join(textwrap.wrap(text, width)) or text)
+
+
+def rate_axis(ax: Axes, kpis: Iterable[KPI]) -> None:
+    """Fix the y axis to [0, 1] where every KPI drawn on it is a rate."""
+    kpis = list(kpis)
+    if kpis and all(k.rate for k in kpis):
+        ax.set_ylim(0, 1)
+
+
+def legend_outside(ax: Axes, below: bool = False) -> None:
+    """The axes' legend beside them on the right (or below), where it cannot cover data."""
+    if not ax.get_legend_handles_labels()[0]:
+        return
+    where = (dict(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2) if below
+             else dict(loc="upper left", bbox_to_anchor=(1.01, 1.0)))
+    ax.legend(fontsize=7, frameon=False, **where)
+
+
+def save_figure(fig: Figure, stem: Path) -> List[Path]:
+    """Write `fig` as stem.png (`DPI`) and stem.svg, cropped to what is drawn (outside legends included)."""
+    paths = []
+    for fmt in FORMATS:
+        path = stem.parent / f"{stem.name}.{fmt}"
+        render_atomic(path, lambda buf: fig.savefig(buf, format=fmt, dpi=DPI, bbox_inches="tight"))
+        paths.append(path)
+    return paths
 
 
 def _save(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, Figure]:
-    """Write each figure to out_dir/<name>.png; the figures stay open (the logger sends them to TensorBoard)."""
+    """Write each figure to out_dir/<name>.png and .svg; the figures stay open (the logger sends them to
+    TensorBoard)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
-        fig.tight_layout()
-        render_atomic(out_dir / f"{name}.png", lambda buf: fig.savefig(buf, format="png", dpi=110))
+        save_figure(fig, out_dir / name)
     return figures
 
 
 def plot_run(kpis_csv: Path, out_dir: Path, title: str, kpis: Sequence[KPI]) -> Dict[str, Figure]:
-    """All of a run's plots, written to out_dir as PNGs and returned by name (open, for TensorBoard)."""
+    """All of a run's plots, written to out_dir as PNG and SVG and returned by name (open, for TensorBoard)."""
     return _save(plot_kpis(pd.read_csv(kpis_csv), title, kpis), out_dir)
 
 
@@ -66,21 +131,20 @@ def plot_kpis(df: pd.DataFrame, title: str, kpis: Sequence[KPI]) -> Dict[str, Fi
         for ax, (panel, ks) in zip(axes[:, 0], shown):
             (_heatmap if panel.kind == "heatmap" else _lines)(ax, df, panel, ks)
         axes[0, 0].set_title(title if shown[0][0].kind == "line" else f"{shown[0][0].title}  {title}")
-        axes[-1, 0].set_xlabel("iteration")
+        axes[-1, 0].set_xlabel(X_LABEL)
         figures[name] = fig
     return figures
 
 
 def _lines(ax: Axes, df: pd.DataFrame, panel: Panel, kpis: List[KPI]) -> None:
     for k, style in zip(kpis, STYLES * len(kpis)):
-        ax.plot(df["iteration"], df[k.name], style, lw=1.2, label=k.name.replace("_", " "))
+        ax.plot(df["iteration"], df[k.name], style, lw=1.2, label=readable(k.name))
     if panel.log2:
         ax.set_yscale("symlog", base=2, linthresh=1)  # a length may be 0
-    if all(k.rate for k in kpis):
-        ax.set_ylim(-0.02, 1.02)
+    rate_axis(ax, kpis)
     if len(kpis) > 1:
-        ax.legend(fontsize=8)
-    ax.set_ylabel(panel.title)
+        legend_outside(ax)
+    y_label(ax, axis_label(panel.title, kpis))
     ax.grid(alpha=0.3)
 
 
@@ -99,4 +163,4 @@ def _heatmap(ax: Axes, df: pd.DataFrame, panel: Panel, kpis: List[KPI]) -> None:
     prefix = os.path.commonprefix(names) if len(names) > 1 else ""
     prefix = prefix[:prefix.rfind("_") + 1]  # x_success_L1, x_success_L16 -> L1, L16
     ax.set_yticks([i + 0.5 for i in range(len(kpis))], [n[len(prefix):] for n in names])
-    ax.figure.colorbar(mesh, ax=ax)
+    ax.figure.colorbar(mesh, ax=ax, label=axis_label(readable(prefix.rstrip("_")) or panel.title, kpis))
