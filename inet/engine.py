@@ -36,7 +36,8 @@ from .rng import global_state, seed_everything, set_global_state
 from .rollout import Action, Rollout
 from .tape import Tape
 from .tasks.env import Environment, Step
-from .tasks.kpi_registry import DIAGNOSTICS, KPI, declared_kpis, learner_kpis, qualified, qualified_name, summarise
+from .tasks.kpi_registry import (DIAGNOSTICS, KPI, declared_kpis, learner_kpis, pu_kpis, qualified, qualified_name,
+                                 summarise)
 from .tasks.kpis import KPITracker
 
 
@@ -105,6 +106,8 @@ class Engine:
         self.evaluator = Evaluator(cfg.evaluation)
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
+        self.action_counts = torch.zeros(self.n_actions, dtype=torch.long, device=dev)  # since `start_interval`
+        self._ones = torch.ones(b, dtype=torch.long, device=dev)
         for env in self.envs.values():
             env.reset()
         self.obs, self.obs_writers = self._observe()
@@ -160,6 +163,7 @@ class Engine:
             argmax = actions == self.last_info.greedy
 
         step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite)
+        self.action_counts.index_add_(0, actions, self._ones)
         reward = step.reward
         if wheels and cfg.training_wheels.mode != "lead":
             follows = (actions == taught).float()
@@ -256,7 +260,29 @@ class Engine:
 
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
-        return [*learner_kpis(self.cu), *DIAGNOSTICS]
+        return [*learner_kpis(self.cu), *DIAGNOSTICS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
+
+    def start_interval(self) -> None:
+        """Start a new log interval: the PU usage shares count actions from here."""
+        self.action_counts.zero_()
+
+    def _learning_metrics(self) -> Dict[str, float]:
+        """Q-value stats of the last actions, learning rates, and per PU its usage share and gradient norm."""
+        nan = float("nan")
+        values = self.last_info.values if self.last_info is not None else None
+        q = (values.float().mean().item(), values.min().item(), values.max().item()) if values is not None else (nan,) * 3
+        out = dict(zip(("q_mean", "q_min", "q_max"), q))
+        groups = getattr(getattr(self.cu, "optimizer", None), "param_groups", None)
+        out["learning_rate"] = float(groups[0]["lr"]) if groups else nan
+        counts = self.action_counts.tolist()
+        total = sum(counts)
+        for n in self.pus:
+            out[f"pu_usage/{n}"] = counts[self.action_index[n]] / total if total else nan
+        optim = self.pu_optimizer
+        for n, lr in optim.learning_rates().items():
+            out[f"pu_grad_norm/{n}"] = optim.last_norms.get(n, nan)
+            out[f"pu_learning_rate/{n}"] = lr
+        return out
 
     def _per_env(self, values: Callable[[str], Dict[str, object]]) -> Dict[str, object]:
         """`values(env_name)` of every Environment, named by the KPI naming rule (`<env>/<kpi>` with several)."""
@@ -272,6 +298,7 @@ class Engine:
             "tape_records": len(self.tape),
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
+            **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
         if self.cfg.evaluation.interval:
@@ -306,6 +333,7 @@ class Engine:
             "obs_writers": {n: list(w) for n, w in self.obs_writers.items()},
             "kpis": {name: tracker.state_dict() for name, tracker in self.trackers.items()},
             "stats": dict(self.stats),
+            "action_counts": self.action_counts.clone(),
             "evaluation": self.evaluator.state_dict(),
             "rng": global_state(),
         }
@@ -326,6 +354,8 @@ class Engine:
         for name, tracker in self.trackers.items():
             tracker.load_state_dict(state["kpis"][name])
         self.stats = dict(state["stats"])
+        if "action_counts" in state:  # checkpoints written before usage shares have none
+            self.action_counts = state["action_counts"].to(self.device).clone()
         if "evaluation" in state:  # checkpoints written before evaluation existed have none
             self.evaluator.load_state_dict(state["evaluation"])
         set_global_state(state["rng"])

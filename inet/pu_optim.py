@@ -33,6 +33,7 @@ class PUOptimizer:
         self.adam = LeanAdam(groups, lr=cfg.lr) if groups else None
         self.grad_ema: Dict[str, float] = {}
         self.guarded = 0  # how many PU updates the guard damped
+        self.last_norms: Dict[str, float] = {}  # each PU's gradient norm at its last step (before clip/guard)
 
     def step(self) -> Optional[str]:
         """Clip/guard each PU's gradient, take one Adam step, clear gradients.
@@ -50,6 +51,7 @@ class PUOptimizer:
         if bad is not None:
             self.adam.zero_grad()
             return f"PU '{bad}' got a non-finite gradient"
+        self.last_norms.update(norms)
         if self.cfg.clip_grad_norm is not None or self.cfg.guard is not None:
             for name, gs in grads.items():
                 self._limit(name, gs, norms[name])
@@ -71,12 +73,19 @@ class PUOptimizer:
             b = self.cfg.guard_beta
             self.grad_ema[name] = norm if name not in self.grad_ema else b * self.grad_ema[name] + (1 - b) * norm
 
+    def learning_rates(self) -> Dict[str, float]:
+        """Each trained PU's current learning rate."""
+        if self.adam is None:
+            return {}
+        return {n: float(g["lr"]) for n, g in zip(self.params, self.adam.param_groups)}
+
     def state_dict(self) -> dict:
         return {"adam": self.adam.state_dict() if self.adam else None,
-                "grad_ema": dict(self.grad_ema), "guarded": self.guarded}
+                "grad_ema": dict(self.grad_ema), "guarded": self.guarded, "last_norms": dict(self.last_norms)}
 
     def load_state_dict(self, state: dict) -> None:
         if self.adam is not None:
             self.adam.load_state_dict(state["adam"])
         self.grad_ema = dict(state["grad_ema"])
         self.guarded = state["guarded"]
+        self.last_norms = dict(state.get("last_norms", {}))  # older checkpoints have none

@@ -56,14 +56,14 @@ def test_a_kpi_declared_by_a_task_outside_inet_reaches_every_output(tmp_path):
     # TensorBoard: the scalar, an HParams metric, a custom-scalars chart
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"tensors": 0})
     acc.Reload()
-    assert [e.step for e in acc.Scalars("charts/mean_abs_error")] == [200, 400, 600]
+    assert [e.step for e in acc.Scalars("rollout/mean_abs_error")] == [200, 400, 600]
     hp = acc.PluginTagToContent("hparams")["_hparams_/experiment"]
-    assert "charts/mean_abs_error" in [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(hp)
+    assert "rollout/mean_abs_error" in [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(hp)
                                        .experiment.metric_infos]
     (event,) = acc.Tensors("custom_scalars__config__")
     charts = {c.title: list(c.multiline.tag) for cat in layout_pb2.Layout.FromString(
         event.tensor_proto.string_val[0]).category for c in cat.chart}
-    assert charts["mean abs error"] == ["charts/mean_abs_error"]
+    assert charts["mean abs error"] == ["rollout/mean_abs_error"]
     # the run's plots: a panel for it in plots/kpis.png
     figures = plot_run(run_dir / "kpis.csv", tmp_path / "plots", "toy", kpi_registry.load(run_dir))
     assert "mean abs error" in [ax.get_ylabel() for ax in figures["kpis"].axes]

@@ -40,7 +40,7 @@ def test_prefixed_kpis_reach_every_output_and_a_resume_is_exact(tmp_path, monkey
     assert {"multitask/iterations_to_converge", "reduce/max_length_reached"} <= set(summary)
     acc = EventAccumulator(str(full / "tb"))
     acc.Reload()
-    assert {"charts/multitask/task_success", "charts/reduce/task_success"} <= set(acc.Tags()["scalars"])
+    assert {"rollout/multitask/task_success", "rollout/reduce/task_success"} <= set(acc.Tags()["scalars"])
     cut = tmp_path / "cut"
     run_until(monkeypatch, MULTI, cut, 700)
     run(compose([*MULTI, "resume=true"]), cut, "config: test\n")

@@ -86,9 +86,9 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, 
     assert (cut / "kpis.csv").read_bytes() == (full / "kpis.csv").read_bytes()
     assert same_params(cut, full)
     steps = list(range(250, 2001, 250))
-    tags = ["charts/task_success", "losses/td_loss"]
+    tags = ["rollout/task_success", "train/td_loss"]
     if experiment.startswith("reduce"):
-        tags += ["charts/curriculum_length", "eval/success_L4", "eval/max_length_reliable"]
+        tags += ["rollout/curriculum_length", "eval/success_L4", "eval/max_length_reliable"]
         assert json.loads((cut / "summary.json").read_text())["eval_success_by_length"] == \
             json.loads((full / "summary.json").read_text())["eval_success_by_length"]
     for tag in tags:

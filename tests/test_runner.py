@@ -8,6 +8,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from inet.tasks import kpi_registry
+
 KPIS = ("reward_per_iteration", "reward_per_task", "task_success", "optimal_route_rate", "iterations_to_converge",
         "iterations", "wall_seconds", "iterations_per_second", "seed", "config_hash", "versions")
 
@@ -45,10 +47,10 @@ def test_tensorboard_tags_use_stable_prefixes_and_log_the_config(run_dir):
     acc.Reload()
     tags = acc.Tags()
     scalars = set(tags["scalars"])
-    assert {"charts/task_success", "charts/reward_per_iteration", "losses/td_loss", "rollout/epsilon",
+    assert {"rollout/task_success", "rollout/reward_per_iteration", "train/td_loss", "rollout/epsilon",
             "time/iterations_per_second"} <= scalars
-    assert all(t.split("/")[0] in {"charts", "losses", "rollout", "time"} for t in scalars)
-    assert [e.step for e in acc.Scalars("charts/task_success")] == [500, 1000, 1500]
+    assert all(t.split("/")[0] in set(kpi_registry.TAG_GROUPS) for t in scalars)
+    assert [e.step for e in acc.Scalars("rollout/task_success")] == [500, 1000, 1500]
     assert any(t.startswith("config") for t in tags["tensors"])
 
 

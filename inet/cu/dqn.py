@@ -76,10 +76,10 @@ class DQN:
     network, replay and loss are those of a plain DQN. `cu.popart` normalises each head's
     targets (inet/cu/popart.py) and acts on the sum of the normalised values."""
 
-    kpis = (KPI("td_loss", "the CU's last TD loss", summary=None, plot=LOSSES, tag_group="losses"),
+    kpis = (KPI("td_loss", "the CU's last TD loss", summary=None, plot=LOSSES, tag_group="train"),
             KPI("epsilon", "the CU's exploration rate", rate=True, summary=None, plot=EXPLORATION, tag_group="rollout"),
-            KPI("cu_updates", "CU gradient steps so far", integer=True, summary=None, tag_group="rollout"),
-            KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="rollout"))
+            KPI("cu_updates", "CU gradient steps so far", integer=True, summary=None, tag_group="train"),
+            KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="train"))
 
     def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
                  device: torch.device, generator: torch.Generator, heads: int = 1):

@@ -8,23 +8,45 @@ from typing import Dict, List, Optional, Sequence
 
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from ..tasks.kpi_registry import KPI, panels
+from ..tasks.kpi_registry import KPI, LEARNING, PUS, panels
 from .files import AppendFile, OutputWriteError, csv_lines, write_atomic
 
-KPI_CATEGORY, LEARNING_CATEGORY = "KPIs", "Learning"  # the custom-scalars categories: task KPIs, diagnostics
+KPI_CATEGORY = "KPIs"  # the custom-scalars category of the task KPIs
+CATEGORIES = {LEARNING: "Learning", PUS: "PUs"}  # the diagnostics' categories, by their panels' figure
+
+
+def _charts(by_panel: Dict) -> Dict[str, list]:
+    """One multiline chart per panel, titled as the panel."""
+    return {p.title: ["Multiline", [k.tag for k in ks if k.tag]] for p, ks in by_panel.items()}
 
 
 def layout(kpis: Sequence[KPI], diagnostics: Sequence[KPI]) -> Dict[str, Dict[str, list]]:
-    """The custom-scalars dashboard: one chart per plot panel, task KPIs and diagnostics in a category each."""
+    """The custom-scalars dashboard: the task KPIs' panels in one category (KPIs); the diagnostics' in one
+    category per figure (Learning: losses, Q-values, learning rates...; PUs: per-PU usage and gradient norm)."""
     out: Dict[str, Dict[str, list]] = {}
-    for category, group in ((KPI_CATEGORY, kpis), (LEARNING_CATEGORY, diagnostics)):
-        charts = {p.title: ["Multiline", [k.tag for k in ks if k.tag]]
-                  for by_panel in panels(group).values() for p, ks in by_panel.items()}
-        if charts:
-            out[category] = charts
+    kpi_charts = {t: c for by_panel in panels(kpis).values() for t, c in _charts(by_panel).items()}
+    if kpi_charts:
+        out[KPI_CATEGORY] = kpi_charts
+    for figure, by_panel in panels(diagnostics).items():
+        out.setdefault(CATEGORIES.get(figure, figure), {}).update(_charts(by_panel))
     return out
+
+
+def _type_bools(summary: Summary, bools: Dict[str, bool]) -> None:
+    """Type the boolean hparams as booleans in one HParams summary (torch's `hparams` types them as numbers)."""
+    meta = summary.value[0].metadata.plugin_data
+    data = plugin_data_pb2.HParamsPluginData.FromString(meta.content)
+    for info in data.experiment.hparam_infos:
+        if info.name in bools:
+            info.type = api_pb2.DATA_TYPE_BOOL
+    for name, value in data.session_start_info.hparams.items():
+        if name in bools:
+            value.bool_value = bools[name]
+    meta.content = data.SerializeToString()
 
 
 def hparam_metrics(kpis: Sequence[KPI]) -> List[str]:
@@ -82,7 +104,9 @@ class RunLogger:
     def _write_hparams(self, hparams: Dict[str, object]) -> None:
         """The HParams session of this run, in this run's own event file (add_hparams would start a new run)."""
         metrics = {tag: float("nan") for tag in hparam_metrics(self.kpis)}
+        bools = {k: v for k, v in hparams.items() if isinstance(v, bool)}
         for summary in hparams_summary(hparams, metrics):
+            _type_bools(summary, bools)
             self.writer.file_writer.add_summary(summary)
 
     def finish(self, iteration: int, summary: Dict[str, object], figures: Dict[str, Figure]) -> None:

@@ -191,6 +191,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
                     row = engine.metrics()
                     row["iterations_per_second"] = it / wall()
                     logger.log(it, row)
+                    engine.start_interval()
                     recorder.log_usage(it)
                     progress.update(it, {k: row[k] for k in headline})
                     while runner_state["next_log"] <= it:
@@ -256,9 +257,10 @@ def _finish(cfg: RunConfig, engine: Engine, kpis: List[kpi_registry.KPI], run_di
 
 
 def hparams(cfg: RunConfig) -> Dict[str, object]:
-    """The run's config flattened to dotted keys with scalar values (lists as text), for TensorBoard's HParams."""
+    """The run's config flattened to dotted keys with scalar values (lists as text), for TensorBoard's HParams.
+    Unset keys (None) are left out: HParams has no null, and "None" as text would type a number as a string."""
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-            for k, v in checkpoint.flatten(cfg).items() if v != {}}
+            for k, v in checkpoint.flatten(cfg).items() if v != {} and v is not None}
 
 
 def kpi_table(summary: Dict[str, object]) -> str:

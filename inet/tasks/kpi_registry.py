@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 FILENAME = "kpis.json"  # the run's declared KPIs, beside kpis.csv
 MAIN_TABLE = "KPIs"  # the report's first table: mean ± std [95% interval] per variant
+# TensorBoard tag prefixes, Stable-Baselines3's convention: rollout/ what acting produces (task KPIs,
+# exploration, action usage), train/ learning (losses, Q-values, gradient norms, learning rates, tape),
+# eval/ the greedy evaluation, time/ wall clock (TensorBoard only, never in kpis.csv)
+TAG_GROUPS = ("rollout", "train", "eval", "time")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class KPI:
     # logged per interval, not a kpis.csv column), None (not in summary.json). Never measured: null.
     summary: Optional[str] = "last"
     plot: Optional[Panel] = None  # None: not plotted
-    tag_group: Optional[str] = "charts"  # TensorBoard tag prefix; None: not in TensorBoard; "time": TB only
+    tag_group: Optional[str] = "rollout"  # TensorBoard tag prefix (TAG_GROUPS); None: not in TensorBoard
     table: Optional[str] = None  # the report table that lists it (MAIN_TABLE or a section of its own)
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class KPI:
             raise ValueError(f"KPI {self.name!r}: better must be 'higher', 'lower' or None, got {self.better!r}")
         if self.summary not in ("last", "end", None):
             raise ValueError(f"KPI {self.name!r}: summary must be 'last', 'end' or None, got {self.summary!r}")
+        if self.tag_group is not None and self.tag_group not in TAG_GROUPS:
+            raise ValueError(f"KPI {self.name!r}: tag_group must be one of {TAG_GROUPS} or None, got {self.tag_group!r}")
 
     @property
     def curve(self) -> bool:
@@ -69,7 +75,7 @@ class KPI:
 
     @property
     def tag(self) -> Optional[str]:
-        """The TensorBoard tag: `eval_success_L8` in group eval -> `eval/success_L8`; `env/x` -> `charts/env/x`."""
+        """The TensorBoard tag: `eval_success_L8` in group eval -> `eval/success_L8`; `env/x` -> `rollout/env/x`."""
         if self.tag_group is None:
             return None
         env, _, base = self.name.rpartition("/")
@@ -158,26 +164,46 @@ def panels(kpis: Iterable[KPI]) -> Dict[str, Dict[Panel, List[KPI]]]:
 
 
 LEARNING = "learning"  # the diagnostics' panels: TensorBoard charts only (the run's plots show task KPIs)
-LOSSES, EXPLORATION, TAPE = (Panel(LEARNING, t) for t in ("losses", "exploration", "tape and guards"))
+PUS = "pus"  # the per-PU diagnostics' panels (TensorBoard's PUs category)
+LOSSES, EXPLORATION, TAPE, Q_VALUES, LEARNING_RATES = (
+    Panel(LEARNING, t) for t in ("losses", "exploration", "tape and guards", "Q-values", "learning rates"))
+PU_USAGE, PU_GRAD_NORM = Panel(PUS, "PU usage share"), Panel(PUS, "PU gradient norm")
 
 # The engine's and runner's own metrics: how training goes, not how the task does. A learner declares its
-# own the same way (its class's `kpis`, e.g. inet/cu/dqn.py); `learner_kpis` collects them.
+# own the same way (its class's `kpis`, e.g. inet/cu/dqn.py); `learner_kpis` collects them, `pu_kpis` the
+# per-PU ones.
 DIAGNOSTICS: Tuple[KPI, ...] = (
     KPI("pu_loss", "this iteration's node losses (Environment losses on nodes)", summary=None, plot=LOSSES,
-        tag_group="losses"),
-    KPI("tape_records", "live records on the tape", integer=True, summary=None, plot=TAPE, tag_group="rollout"),
+        tag_group="train"),
+    KPI("q_mean", "mean of the CU's last Q-values (all lanes and actions)", summary=None, plot=Q_VALUES,
+        tag_group="train"),
+    KPI("q_min", "smallest of the CU's last Q-values", summary=None, plot=Q_VALUES, tag_group="train"),
+    KPI("q_max", "largest of the CU's last Q-values", summary=None, plot=Q_VALUES, tag_group="train"),
+    KPI("learning_rate", "the CU optimizer's learning rate", summary=None, plot=LEARNING_RATES, tag_group="train"),
+    KPI("tape_records", "live records on the tape", integer=True, summary=None, plot=TAPE, tag_group="train"),
     KPI("guarded_updates", "PU updates damped by the gradient guard", integer=True, summary=None, plot=TAPE,
-        tag_group="rollout"),
+        tag_group="train"),
     KPI("nonfinite_skipped", "non-finite updates skipped (nonfinite=skip)", integer=True, plot=TAPE,
-        tag_group="rollout"),
+        tag_group="train"),
     KPI("iterations_per_second", "lane-iterations per wall-clock second", summary=None, tag_group="time"),
 )
 
 
+def pu_kpis(pus: Sequence[str], trained: Sequence[str]) -> Tuple[KPI, ...]:
+    """Per PU: its usage share (`pu_usage/<pu>`); per trained PU also its gradient norm and learning rate."""
+    usage = [KPI(f"pu_usage/{n}", f"share of the actions since the last log that ran PU {n}", rate=True,
+                 summary=None, plot=PU_USAGE) for n in pus]
+    norms = [KPI(f"pu_grad_norm/{n}", f"PU {n}'s gradient norm at its last update (before clip and guard)",
+                 summary=None, plot=PU_GRAD_NORM, tag_group="train") for n in trained]
+    lrs = [KPI(f"pu_learning_rate/{n}", f"PU {n}'s learning rate", summary=None, plot=LEARNING_RATES,
+               tag_group="train") for n in trained]
+    return (*usage, *norms, *lrs)
+
+
 def learner_kpis(learner: object) -> Tuple[KPI, ...]:
     """The metrics a learner reports: those its class declares in `kpis`, then any other name its
-    `metrics()` returns, as a diagnostic under TensorBoard's `cu/` (a user's learner need declare nothing)."""
+    `metrics()` returns, as a diagnostic under TensorBoard's `train/` (a user's learner need declare nothing)."""
     declared = declared_kpis(learner)
     names = {k.name for k in declared}
-    extra = [KPI(n, "reported by the learner", summary=None, tag_group="cu") for n in learner.metrics() if n not in names]
+    extra = [KPI(n, "reported by the learner", summary=None, tag_group="train") for n in learner.metrics() if n not in names]
     return (*declared, *extra)
