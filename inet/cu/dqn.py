@@ -91,7 +91,7 @@ class DQN:
         self.q = self.network(obs_dim, n_actions).to(device)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.params = list(self.q.parameters())
-        self.optimizer = LeanAdam(self.q.parameters(), lr=cfg.learning_rate)
+        self.optimizer = LeanAdam(self.params, lr=cfg.learning_rate)
         self.replay = ReplayBuffer(cfg.buffer_size, obs_dim, device, () if heads == 1 else (heads,))
         self.popart = PopArt(heads, cfg.popart_beta, device) if cfg.popart else None
         self.pending: Optional[dict] = None  # the last n_step iterations' transitions and partial returns
