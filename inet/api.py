@@ -80,20 +80,24 @@ def load(run_dir: Union[Path, str], device: Optional[str] = None) -> Engine:
 
 
 def evaluate(engine: Engine, instances: int = 200, lengths: Optional[Sequence[int]] = None,
-             seed: Optional[int] = None) -> Dict[int, float]:
+             seed: Optional[int] = None, env: Optional[str] = None) -> Dict[int, float]:
     """Greedy evaluation: the fraction of `instances` fresh task instances the CU solves, per task length.
 
     The CU acts greedily (no exploration, no learning) in a throw-away copy of the task
-    (inet/evaluation.py): the engine's state is only read. `lengths` defaults to
-    `evaluation.lengths` for a task with lengths (reduce) and to [1] for one without
-    (multitask). `seed` (default: the run's) seeds the task instances.
+    (inet/evaluation.py): the engine's state is only read. `env` names the Environment to
+    evaluate (needed when the IN has several). `lengths` defaults to `evaluation.lengths` for
+    a task with lengths (reduce) and to [1] for one without (multitask). `seed` (default:
+    the run's) seeds the task instances.
     """
-    if len(engine.envs) != 1:
-        raise ConfigError(f"evaluate: needs exactly one Environment; this engine has {len(engine.envs)} "
-                          f"({', '.join(engine.envs)})")
+    if env is None and len(engine.envs) != 1:
+        raise ConfigError(f"evaluate: this engine has {len(engine.envs)} Environments; name one with "
+                          f"env= ({', '.join(engine.envs)})")
+    env = env or engine.first_env.name
+    if env not in engine.envs:
+        raise ConfigError(f"evaluate: env '{env}' is not an Environment of this engine; choose from {list(engine.envs)}")
     if lengths is None:
-        has_lengths = engine.first_env.max_trained_length() != float("inf")
+        has_lengths = engine.envs[env].max_trained_length() != float("inf")
         lengths = engine.cfg.evaluation.lengths if has_lengths else [1]
     seed = engine.cfg.seed if seed is None else seed
-    return {n: success_at_length(engine, n, instances, evaluation_generator(seed, engine.iteration, n, engine.device))
-            for n in lengths}
+    return {n: success_at_length(engine, n, instances, evaluation_generator(seed, engine.iteration, n, engine.device),
+                                 env) for n in lengths}

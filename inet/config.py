@@ -107,6 +107,29 @@ class CurriculumConfig:
 
 
 @dataclass
+class TrainingWheelsConfig:
+    """A scripted teacher's reward for the first `iterations` (paper 5.1.3).
+
+    `mode: replace` (the paper's): the CU's reward is 1 for the teacher's action, else 0.
+    `mode: anneal`: the task's own reward plus `1 - iteration/iterations` for the
+    teacher's action, so the CU's values move to the task's scale gradually instead
+    of being relearned when the wheels come off.
+    `mode: lead`: the teacher's action replaces the CU's greedy one (its random
+    exploration actions stay) and the reward is the task's own, so the PUs train on
+    the teacher's route and the CU learns the task's values from it, off-policy.
+
+    Each Environment has its own (`envs.<env>.training_wheels`); the top-level
+    `training_wheels` is the only Environment's. With several Environments a
+    teacher shapes its own Environment's reward (replace, anneal); leading teachers
+    take turns: at lockstep k, lane l follows the ((k + l) mod m)-th of the m that lead.
+    """
+
+    teacher: Optional[str] = None  # import path of fn(env) -> LongTensor[B] of action indices (env.action_index)
+    iterations: int = 0  # iterations with the teacher (0 = off)
+    mode: str = "replace"  # replace, anneal or lead (see the class docstring)
+
+
+@dataclass
 class EnvConfig:
     """An Environment: `_target_` names its class; it writes `inputs` and reads `outputs`."""
 
@@ -118,6 +141,7 @@ class EnvConfig:
     params: Dict[str, Any] = field(default_factory=dict)  # the Environment's own options
     # the signals the CU sees, by name (default: all: new_instance, age, then the task's own)
     signals: Optional[List[str]] = None
+    training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)  # this Environment's teacher
 
 
 @dataclass
@@ -193,24 +217,6 @@ class PUOptimConfig:
 
 
 @dataclass
-class TrainingWheelsConfig:
-    """A scripted teacher's reward for the first `iterations` (paper 5.1.3).
-
-    `mode: replace` (the paper's): the CU's reward is 1 for the teacher's action, else 0.
-    `mode: anneal`: the task's own reward plus `1 - iteration/iterations` for the
-    teacher's action, so the CU's values move to the task's scale gradually instead
-    of being relearned when the wheels come off.
-    `mode: lead`: the teacher's action replaces the CU's greedy one (its random
-    exploration actions stay) and the reward is the task's own, so the PUs train on
-    the teacher's route and the CU learns the task's values from it, off-policy.
-    """
-
-    teacher: Optional[str] = None  # import path of fn(env) -> LongTensor[B] of action indices (env.action_index)
-    iterations: int = 0  # iterations with the teacher (0 = off)
-    mode: str = "replace"  # replace, anneal or lead (see the class docstring)
-
-
-@dataclass
 class EvaluationConfig:
     """Greedy evaluation every `interval` lane-iterations (0 = off): `instances` fresh task
     instances at each of `lengths`, no exploration, no learning (DESIGN.md section 7)."""
@@ -260,7 +266,8 @@ class RunConfig:
     cu: CUConfig = field(default_factory=CUConfig)  # the Control Unit (the cu group: cu=dqn, cu=qr_dqn)
     tape: TapeConfig = field(default_factory=TapeConfig)  # how node losses reach the PUs that wrote them
     pu_optim: PUOptimConfig = field(default_factory=PUOptimConfig)  # the PUs' optimizer
-    training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)  # a scripted teacher's reward at the start (paper 5.1.3)
+    # the only Environment's teacher (paper 5.1.3); with several, set envs.<env>.training_wheels
+    training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # greedy evaluation during the run
     trace: TraceConfig = field(default_factory=TraceConfig)  # windows recorded for the viewer
 
@@ -347,8 +354,6 @@ def validate(cfg: RunConfig) -> None:
     _require(len(ev.lengths) >= 1 and all(n >= 1 for n in ev.lengths), "evaluation.lengths",
              f"list lengths >= 1, got {ev.lengths}")
     _require(0.0 < ev.threshold <= 1.0, "evaluation.threshold", f"must be in (0, 1], got {ev.threshold}")
-    _require(ev.interval == 0 or len(cfg.envs) == 1, "evaluation.interval",
-             "evaluation needs exactly one Environment; set evaluation.interval=0")
 
     cu = cfg.cu
     for part in cu.inputs:
@@ -389,14 +394,33 @@ def validate(cfg: RunConfig) -> None:
     _require(tr.window >= 1, "trace.window", f"must be >= 1, got {tr.window}")
     _require(tr.window <= tr.interval, "trace.window", f"{tr.window} exceeds trace.interval {tr.interval}")
     _require(0 <= tr.lane < cfg.lanes, "trace.lane", f"must be in [0, lanes={cfg.lanes}), got {tr.lane}")
-    tw = cfg.training_wheels
-    _require(tw.iterations >= 0, "training_wheels.iterations", "must be >= 0")
-    _require(tw.mode in ("replace", "anneal", "lead"), "training_wheels.mode",
-             f"must be replace, anneal or lead, got {tw.mode!r}")
-    _require(tw.iterations == 0 or bool(tw.teacher), "training_wheels.teacher", "name the teacher function when training_wheels.iterations > 0")
-    for key, script in (("training_wheels.teacher", tw.teacher), ("cu.script", cu.script)):
-        _require(script is None or len(cfg.envs) == 1, key, "a teacher or script acts on one Environment; "
-                 f"with {len(cfg.envs)} ({', '.join(cfg.envs)}) set it to null")
+    _validate_wheels(cfg.training_wheels, "training_wheels")
+    for name, env in cfg.envs.items():
+        _validate_wheels(env.training_wheels, f"envs.{name}.training_wheels")
+    if len(cfg.envs) == 1:
+        only = next(iter(cfg.envs))
+        _require(cfg.training_wheels.teacher is None or cfg.envs[only].training_wheels.teacher is None,
+                 "training_wheels", f"both training_wheels and envs.{only}.training_wheels name a teacher; keep one")
+    else:
+        _require(cfg.training_wheels.teacher is None, "training_wheels.teacher",
+                 f"with {len(cfg.envs)} Environments ({', '.join(cfg.envs)}) give each its own teacher as "
+                 "envs.<env>.training_wheels.teacher and set this one to null")
+    _require(cu.script is None or len(cfg.envs) == 1, "cu.script", "a script acts on one Environment; "
+             f"with {len(cfg.envs)} ({', '.join(cfg.envs)}) set it to null")
+
+
+def _validate_wheels(tw: TrainingWheelsConfig, key: str) -> None:
+    _require(tw.iterations >= 0, f"{key}.iterations", "must be >= 0")
+    _require(tw.mode in ("replace", "anneal", "lead"), f"{key}.mode", f"must be replace, anneal or lead, got {tw.mode!r}")
+    _require(tw.iterations == 0 or bool(tw.teacher), f"{key}.teacher", f"name the teacher function when {key}.iterations > 0")
+
+
+def training_wheels(cfg: RunConfig) -> Dict[str, TrainingWheelsConfig]:
+    """Each Environment's training wheels that are on (iterations > 0); the top-level ones are the only Environment's."""
+    out = {name: env.training_wheels for name, env in cfg.envs.items() if env.training_wheels.iterations > 0}
+    if cfg.training_wheels.iterations > 0:
+        out[next(iter(cfg.envs))] = cfg.training_wheels
+    return out
 
 
 def _validate_curriculum(c: "CurriculumConfig", key: str) -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, RunConfig, validate
+from .config import ConfigError, RunConfig, training_wheels, validate
 from .cu import ActInfo, Learner, Transition, build_learner
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
@@ -78,7 +78,9 @@ class Engine:
             env.bind(self.action_index)
         self.n_actions = len(self.actions)
 
-        self.teacher = self._callable(cfg.training_wheels.teacher, "training_wheels.teacher")
+        self.wheels = training_wheels(cfg)  # env -> its training wheels (only those that are on)
+        self.teachers = {e: import_object(tw.teacher, "training_wheels.teacher" if tw is cfg.training_wheels
+                                          else f"envs.{e}.training_wheels.teacher") for e, tw in self.wheels.items()}
         self.script = self._callable(cfg.cu.script, "cu.script")
         self.first_env = next(iter(self.envs.values()))
 
@@ -103,7 +105,9 @@ class Engine:
         self.iteration = 0
         self.world = self.rollout.new_world(self.nodes, self.envs)
         self.trackers = {name: KPITracker(b, cfg.kpi_window) for name in self.envs}  # each Environment's KPIs
-        self.evaluator = Evaluator(cfg.evaluation)
+        # each Environment with task lengths gets its own greedy evaluation (inet/evaluation.py)
+        self.evaluators = {name: Evaluator(cfg.evaluation, name) for name, env in self.envs.items()
+                           if cfg.evaluation.interval and env.max_trained_length() != float("inf")}
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
         self.action_counts = torch.zeros(self.n_actions, dtype=torch.long, device=dev)  # since `start_interval`
@@ -116,6 +120,12 @@ class Engine:
     def kpis(self) -> KPITracker:
         """The first Environment's KPI tracker (the only one, in a one-Environment IN)."""
         return self.trackers[self.first_env.name]
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The only evaluated Environment's evaluator."""
+        (evaluator,) = self.evaluators.values()
+        return evaluator
 
     @staticmethod
     def _callable(path: Optional[str], key: str):
@@ -156,22 +166,27 @@ class Engine:
         self.nodes.set_iteration(self.iteration)
         obs = self.obs
         actions, explore, argmax = self._choose()
-        wheels = self.teacher is not None and self.iteration < cfg.training_wheels.iterations
-        taught = self.teacher(self.first_env).to(dev) if wheels else None
-        if wheels and cfg.training_wheels.mode == "lead":  # the teacher takes the greedy action's place
-            actions = torch.where(explore, actions, taught)
+        taught = {e: self.teachers[e](self.envs[e]).to(dev) for e, tw in self.wheels.items()
+                  if self.iteration < tw.iterations}
+        leaders = [e for e in taught if self.wheels[e].mode == "lead"]
+        if leaders:  # the teachers take the greedy action's place
+            actions = torch.where(explore, actions, self._lead(leaders, taught))
             argmax = actions == self.last_info.greedy
 
         step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite)
         self.action_counts.index_add_(0, actions, self._ones)
-        reward = step.reward
-        if wheels and cfg.training_wheels.mode != "lead":
-            follows = (actions == taught).float()
-            tw = cfg.training_wheels
-            reward = follows if tw.mode == "replace" else reward + follows * (1.0 - self.iteration / tw.iterations)
+        reward, env_reward = step.reward, step.env_reward
+        shaping = [e for e in taught if self.wheels[e].mode != "lead"]
+        if shaping:
+            env_reward = dict(env_reward)
+            for e in shaping:
+                tw, follows = self.wheels[e], (actions == taught[e]).float()
+                env_reward[e] = follows if tw.mode == "replace" else env_reward[e] + follows * (1.0 - self.iteration / tw.iterations)
+            rewards = list(env_reward.values())
+            reward = rewards[0] if len(rewards) == 1 else torch.stack(rewards).sum(0)
         self.rollout.advance(self.world, actions, explore, argmax)
         next_obs, next_writers = self._observe()
-        transition = Transition(obs, actions, reward, next_obs, step.terminal.float(), *self._env_streams(step))
+        transition = Transition(obs, actions, reward, next_obs, step.terminal.float(), *self._env_streams(step, env_reward))
 
         self._node_losses(step)
         g = self.cu.input_grad(transition, self.iteration) if self._cu_grad_active() else None
@@ -194,19 +209,28 @@ class Engine:
         self.obs, self.obs_writers = next_obs, next_writers
         for name, tracker in self.trackers.items():
             tracker.update(self.iteration, step.env_reward[name], [e for e in step.ended if e.env == name])
-        if self.evaluator.due(before, self.iteration):
-            self.evaluator.run(self)
+        for evaluator in self.evaluators.values():
+            if evaluator.due(before, self.iteration):
+                evaluator.run(self)
         return step
 
-    def _env_streams(self, step: Step) -> tuple:
-        """Each Environment's reward and task-instance ends, [B, E] in the order of `envs` (None with one)."""
+    def _lead(self, leaders: List[str], taught: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The leading teachers' actions [B]: with m of them, lane l at lockstep k follows the ((k + l) mod m)-th."""
+        if len(leaders) == 1:
+            return taught[leaders[0]]
+        turn = (torch.arange(self.lanes, device=self.device) + self.iteration // self.lanes) % len(leaders)
+        return torch.stack([taught[e] for e in leaders]).gather(0, turn[None]).squeeze(0)
+
+    def _env_streams(self, step: Step, env_reward: Dict[str, torch.Tensor]) -> tuple:
+        """Each Environment's reward (after its teacher's shaping) and task-instance ends, [B, E] in the order of
+        `envs` (None with one)."""
         if len(self.envs) == 1:
             return None, None
         names = list(self.envs)
         terminal = torch.zeros(self.lanes, len(names), device=self.device)
         for end in step.ended:
             terminal[end.lanes, names.index(end.env)] = 1.0
-        return torch.stack([step.env_reward[n] for n in names], 1), terminal
+        return torch.stack([env_reward[n] for n in names], 1), terminal
 
     # -- learning -----------------------------------------------------------------
     def _node_losses(self, step: Step) -> None:
@@ -301,8 +325,8 @@ class Engine:
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
-        if self.cfg.evaluation.interval:
-            out.update(self.evaluator.metrics(self.first_env.max_trained_length()))
+        out.update(self._per_env(lambda e: self.evaluators[e].metrics(self.envs[e].max_trained_length())
+                                 if e in self.evaluators else {}))
         for k in self.declared_kpis():
             if k.curve:
                 out.setdefault(k.name, float("nan"))
@@ -311,11 +335,8 @@ class Engine:
     def task_summary(self) -> Dict[str, object]:
         """Every declared KPI's value for summary.json (`kpi_registry.summarise`; DESIGN.md section 7)."""
         end = self._per_env(lambda e: self.trackers[e].at_end())
-        if self.cfg.evaluation.interval:
-            ev = self.evaluator
-            end.update({"best_max_length_reliable": ev.best_reliable, "evaluated_at": ev.evaluated_at,
-                        "eval_success_by_length": dict(ev.results),
-                        "extrapolation": ev.extrapolation(self.first_env.max_trained_length())})
+        end.update(self._per_env(lambda e: self.evaluators[e].summary(self.envs[e].max_trained_length())
+                                 if e in self.evaluators else {}))
         return summarise(self.declared_kpis(), self.metrics(), end)
 
     def state_dict(self) -> dict:
@@ -334,7 +355,7 @@ class Engine:
             "kpis": {name: tracker.state_dict() for name, tracker in self.trackers.items()},
             "stats": dict(self.stats),
             "action_counts": self.action_counts.clone(),
-            "evaluation": self.evaluator.state_dict(),
+            "evaluation": {name: ev.state_dict() for name, ev in self.evaluators.items()},
             "rng": global_state(),
         }
 
@@ -356,6 +377,10 @@ class Engine:
         self.stats = dict(state["stats"])
         if "action_counts" in state:  # checkpoints written before usage shares have none
             self.action_counts = state["action_counts"].to(self.device).clone()
-        if "evaluation" in state:  # checkpoints written before evaluation existed have none
-            self.evaluator.load_state_dict(state["evaluation"])
+        evaluation = state.get("evaluation", {})  # checkpoints written before evaluation existed have none
+        if "results" in evaluation:  # written before evaluation was per Environment: the only one's
+            evaluation = {name: evaluation for name in self.evaluators}
+        for name, ev in self.evaluators.items():
+            if name in evaluation:
+                ev.load_state_dict(evaluation[name])
         set_global_state(state["rng"])

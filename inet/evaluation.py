@@ -3,7 +3,11 @@
 Every `evaluation.interval` lane-iterations, the CU acts greedily (no exploration,
 no learning) on `evaluation.instances` fresh task instances at each length in
 `evaluation.lengths`, run side by side as lanes of a throw-away world (a copy of the
-Environment and the nodes), stepped by the same rollout as training (inet/rollout.py). The training state is not touched: PUs and the
+Environments and the nodes), stepped by the same rollout as training (inet/rollout.py).
+Each Environment with task lengths is evaluated on its own; in an IN with several,
+the others run beside it as configured (their own fresh task instances, their
+curriculum at its start), since the CU sees and serves all of them, and only the
+evaluated one's task instances count. The training state is not touched: PUs and the
 Q-network are only read (under no_grad), nothing is recorded on the tape or put
 in replay, and the task instances come from a generator of the evaluation's own,
 seeded from the run's seed, the iteration and the length, so evaluating never
@@ -29,18 +33,26 @@ def evaluation_generator(seed: int, iteration: int, length: int, device: torch.d
 
 
 @torch.no_grad()
-def success_at_length(engine: "Engine", length: int, instances: int, generator: torch.Generator) -> float:
-    """Fraction of `instances` fresh task instances of `length` that the greedy CU (or the script) solves."""
+def success_at_length(engine: "Engine", length: int, instances: int, generator: torch.Generator,
+                      env_name: Optional[str] = None) -> float:
+    """Fraction of `instances` fresh task instances of `length` of Environment `env_name` (default: the first)
+    that the greedy CU (or the script) solves."""
     cfg, dev = engine.cfg, engine.device
-    name, ecfg = next(iter(cfg.envs.items()))
-    ecfg = dataclasses.replace(ecfg, curriculum=dataclasses.replace(
-        ecfg.curriculum, enabled=False, start_length=length, min_length=1, max_length=length))
+    name = env_name or next(iter(cfg.envs))
     nodes = Nodes(cfg.nodes, instances, dev)
     nodes.set_iteration(engine.iteration)
-    env = type(engine.first_env)(name, ecfg, nodes, instances, dev, generator)
-    env.bind(engine.action_index)
-    env.reset()
-    world = engine.rollout.new_world(nodes, {name: env}, greedy=True)
+    envs = {}
+    for i, (other, ecfg) in enumerate(cfg.envs.items()):
+        if other == name:
+            ecfg, gen = dataclasses.replace(ecfg, curriculum=dataclasses.replace(
+                ecfg.curriculum, enabled=False, start_length=length, min_length=1, max_length=length)), generator
+        else:
+            gen = torch.Generator(dev).manual_seed((generator.initial_seed() + i) % 2**63)
+        envs[other] = type(engine.envs[other])(other, ecfg, nodes, instances, dev, gen)
+        envs[other].bind(engine.action_index)
+        envs[other].reset()
+    env = envs[name]
+    world = engine.rollout.new_world(nodes, envs, greedy=True)
     done = torch.zeros(instances, dtype=torch.bool, device=dev)
     solved = torch.zeros(instances, dtype=torch.bool, device=dev)
     limit = int(torch.as_tensor(env.budget()).max().item()) + 1
@@ -50,7 +62,7 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
         else:
             actions, _ = engine.cu.act(engine.rollout.observe(world), engine.iteration, greedy=True)
         step = engine.rollout.apply(world, actions)
-        for end in step.ended:
+        for end in (e for e in step.ended if e.env == name):
             first = ~done[end.lanes]
             solved[end.lanes[first]] = end.success[first]
             done[end.lanes] = True
@@ -71,10 +83,11 @@ def reliable_prefix(results: Dict[int, float], threshold: float) -> int:
 
 
 class Evaluator:
-    """Schedules evaluations and keeps their results (all of it in `state_dict`)."""
+    """Schedules one Environment's evaluations and keeps their results (all of it in `state_dict`)."""
 
-    def __init__(self, cfg: EvaluationConfig):
+    def __init__(self, cfg: EvaluationConfig, env_name: str):
         self.cfg = cfg
+        self.env_name = env_name
         self.results: Dict[int, float] = {}  # length -> success at the last evaluation
         self.evaluated_at: int | None = None
         self._best = 0
@@ -92,7 +105,7 @@ class Evaluator:
         """Evaluate at every configured length now; returns length -> success."""
         self.results = {
             n: success_at_length(engine, n, self.cfg.instances,
-                                 evaluation_generator(engine.cfg.seed, engine.iteration, n, engine.device))
+                                 evaluation_generator(engine.cfg.seed, engine.iteration, n, engine.device), self.env_name)
             for n in self.cfg.lengths}
         self.evaluated_at = engine.iteration
         self._best = max(self._best, self.max_length_reliable)
@@ -120,6 +133,11 @@ class Evaluator:
         out["max_length_reliable"] = float(self.max_length_reliable) if measured else float("nan")
         out["max_length_reliable_prefix"] = float(self.max_length_reliable_prefix) if measured else float("nan")
         return out
+
+    def summary(self, max_trained: float) -> Dict[str, object]:
+        """The end-of-run values for summary.json."""
+        return {"best_max_length_reliable": self.best_reliable, "evaluated_at": self.evaluated_at,
+                "eval_success_by_length": dict(self.results), "extrapolation": self.extrapolation(max_trained)}
 
     def state_dict(self) -> dict:
         return {"results": dict(self.results), "evaluated_at": self.evaluated_at, "best_reliable": self._best}

@@ -5,6 +5,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import inet
 from inet.compose import compose
 from inet.config import ConfigError
 from inet.engine import Engine
@@ -47,9 +48,76 @@ def test_prefixed_kpis_reach_every_output_and_a_resume_is_exact(tmp_path, monkey
     assert (cut / "kpis.csv").read_bytes() == (full / "kpis.csv").read_bytes()
 
 
-def test_a_teacher_for_one_of_several_environments_is_refused_naming_the_key():
-    with pytest.raises(ConfigError, match="training_wheels.teacher: a teacher or script acts on one Environment"):
+def test_a_top_level_teacher_with_several_environments_is_refused_naming_the_per_environment_key():
+    with pytest.raises(ConfigError, match=r"training_wheels.teacher: .*envs.<env>.training_wheels.teacher"):
         compose([*MULTI, "training_wheels.teacher=inet.tasks.multitask.teacher", "training_wheels.iterations=10"])
+
+
+def capture_transitions(engine: Engine) -> list:
+    """Record every transition the learner observes."""
+    seen, observe = [], engine.cu.observe
+    engine.cu.observe = lambda t, *a: (seen.append(t), observe(t, *a))[1]
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["replace", "anneal"])
+def test_a_teacher_shapes_only_its_own_environments_reward(mode):
+    engine = Engine(compose([*MULTI, "lanes=4", "envs.reduce.training_wheels.teacher=inet.tasks.reduce.teacher",
+                             "envs.reduce.training_wheels.iterations=400", f"envs.reduce.training_wheels.mode={mode}"]))
+    seen, teacher = capture_transitions(engine), engine.teachers["reduce"]
+    followed = 0
+    while engine.iteration < 600:
+        it, taught = engine.iteration, teacher(engine.envs["reduce"]).clone()
+        step = engine.step()
+        t = seen[-1]
+        assert t.env_reward[:, 0].equal(step.env_reward["multitask"])  # multitask's stream is its own
+        follows = (step.actions == taught).float()
+        wheels = (follows if mode == "replace" else step.env_reward["reduce"] + follows * (1 - it / 400)) \
+            if it < 400 else step.env_reward["reduce"]
+        assert t.env_reward[:, 1].equal(wheels)
+        assert t.reward.equal(t.env_reward.sum(1))
+        followed += int(follows.sum()) if it < 400 else 0
+    assert followed > 0
+
+
+def test_leading_teachers_of_several_environments_take_turns_per_lane():
+    wheels = [f"envs.{e}.training_wheels.{k}={v}" for e, fn in (("multitask", "inet.tasks.multitask.teacher"),
+                                                               ("reduce", "inet.tasks.reduce.teacher"))
+              for k, v in (("teacher", fn), ("iterations", 400), ("mode", "lead"))]
+    engine = Engine(compose([*MULTI, "lanes=4", *wheels]))
+    mt, rd = engine.teachers["multitask"], engine.teachers["reduce"]
+    while engine.iteration < 400:
+        k, taught = engine.iteration // 4, [mt(engine.envs["multitask"]).clone(), rd(engine.envs["reduce"]).clone()]
+        step = engine.step()
+        explored = engine.last_info.explored
+        for lane in range(4):
+            if not explored[lane]:
+                assert step.actions[lane] == taught[(k + lane) % 2][lane]
+    assert engine.trackers["multitask"].tasks > 0 and engine.trackers["reduce"].tasks > 0
+
+
+def test_each_environment_with_lengths_gets_its_own_greedy_evaluation(tmp_path):
+    overrides = [*MULTI, "evaluation.interval=400", "evaluation.instances=16", "evaluation.lengths=[1,2,4]"]
+    engine = Engine(compose(overrides))
+    assert list(engine.evaluators) == ["reduce"]  # multitask has no task lengths
+    while engine.iteration < 800:
+        engine.step()
+    assert engine.evaluator.evaluated_at == 800 and set(engine.evaluator.results) == {1, 2, 4}
+    m = engine.metrics()
+    assert {"reduce/eval_success_L1", "reduce/max_length_reliable_prefix"} <= set(m)
+    assert not any(k.startswith("multitask/eval") or k.startswith("eval") for k in m)
+    # the same evaluation through the API, and it changes nothing
+    before = {k: v.clone() for k, v in engine.pus.state_dict().items()}
+    again = inet.evaluate(engine, instances=16, lengths=[1, 2, 4], env="reduce")
+    assert again == engine.evaluator.results
+    assert all(v.equal(engine.pus.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ConfigError, match="name one with env="):
+        inet.evaluate(engine, instances=4)
+    out = tmp_path / "run"
+    run(compose(overrides), out, "config: test\n")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reduce/evaluated_at"] == 1200 and summary["reduce/max_length_reliable"] is not None
+    assert "reduce/max_length_reliable" in (out / "kpis.csv").read_text().splitlines()[0].split(",")
 
 
 def train_until(overrides: list, done) -> Engine:
@@ -97,3 +165,16 @@ def test_with_popart_multitask_rewards_x100_do_not_stop_reduce_from_learning():
     engine = train_until(["experiment=multi/multitask_reduce", "seed=0", "cu.popart=true", *MULTITASK_X100],
                          both_learned(0.85, 6))
     assert both_learned(0.85, 6)(engine), engine.metrics()
+
+
+def test_a_checkpoint_from_before_per_environment_evaluation_loads_into_the_only_evaluator():
+    overrides = ["experiment=reduce/xor", "iterations=400", "evaluation.interval=200", "evaluation.instances=8",
+                 "evaluation.lengths=[1,2]"]
+    engine = Engine(compose(overrides))
+    while engine.iteration < 400:
+        engine.step()
+    state = engine.state_dict()
+    state["evaluation"] = state["evaluation"]["reduce"]  # the format before evaluation was per Environment
+    fresh = Engine(compose(overrides))
+    fresh.load_state_dict(state)
+    assert fresh.evaluator.results == engine.evaluator.results and fresh.evaluator.evaluated_at == 400

@@ -78,7 +78,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, 
         task = env_state["task"]
         assert 0 < task["pos"].item() < task["length"].item(), "k must fall inside the sequence"
         assert task["curriculum"]["promotions"] + task["curriculum"]["demotions"] > 0
-        assert state["engine"]["evaluation"]["evaluated_at"] == 1000
+        assert state["engine"]["evaluation"]["reduce"]["evaluated_at"] == 1000
     assert len(state["engine"]["tape"]["records"]) > 0
     assert [int(r.split(",")[0]) for r in (cut / "kpis.csv").read_text().splitlines()[1:]][-1] == k // 250 * 250
 
