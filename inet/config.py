@@ -16,6 +16,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 REWARD_SHAPES = ("exp", "binary")
 NONFINITE_POLICIES = ("raise", "skip")
 CURRICULUM_MODES = ("add", "double")
+CURIOSITY_KINDS = ("none", "forward", "rnd", "spread")
 
 
 class ConfigError(ValueError):
@@ -213,7 +214,11 @@ class PUOptimConfig:
     clip_grad_norm: Optional[float] = None  # per-PU gradient norm clip
     # paper 6.1: damp a PU's gradient to `guard` x its running average norm (null = off)
     guard: Optional[float] = None
-    guard_beta: float = 0.99  # decay of the guard's running average norm
+    guard_beta: float = 0.99  # decay of the guard's running average norm (and use_guard's, use_normalise's)
+    # paper 6.1 per use (inet/protect.py): weight on the gradient through a PU run the CU took by exploration (1 = off)
+    random_use_scale: float = 1.0
+    use_guard: Optional[float] = None  # damp a use's gradient to `use_guard` x the PU's running norm per use (null = off)
+    use_normalise: bool = False  # rescale every use's gradient to the PU's running norm per use (3.1.2's variable gradients)
 
 
 @dataclass
@@ -225,6 +230,24 @@ class EvaluationConfig:
     instances: int = 200  # task instances per length and evaluation
     lengths: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])  # the task lengths evaluated
     threshold: float = 0.95  # success that makes a length count towards max_length_reliable
+
+
+@dataclass
+class CuriosityConfig:
+    """An intrinsic reward for the CU (paper 6.3; inet/cu/curiosity.py), added to every lane's reward.
+
+    `kind: forward`: the error of a model predicting the CU-visible nodes after an action
+    from the CU input and the action. `kind: rnd`: random network distillation (Burda et
+    al. 2018) on the CU-visible nodes. `kind: spread`: the drop of the return
+    distribution's spread from one iteration to the next (a distributional CU, cu=qr_dqn).
+    """
+
+    kind: str = "none"  # none, forward, rnd or spread
+    weight: float = 0.1  # the intrinsic reward's scale (after normalisation)
+    decay_iterations: int = 0  # the weight falls linearly to 0 at this lane-iteration (0 = constant)
+    hidden: List[int] = field(default_factory=lambda: [64])  # the forward / RND networks' hidden sizes
+    lr: float = 1e-3  # Adam learning rate of the forward model / RND predictor
+    normalise: bool = True  # divide the raw intrinsic reward by its running standard deviation
 
 
 @dataclass
@@ -269,6 +292,7 @@ class RunConfig:
     # the only Environment's teacher (paper 5.1.3); with several, set envs.<env>.training_wheels
     training_wheels: TrainingWheelsConfig = field(default_factory=TrainingWheelsConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # greedy evaluation during the run
+    curiosity: CuriosityConfig = field(default_factory=CuriosityConfig)  # an intrinsic reward for the CU (paper 6.3)
     trace: TraceConfig = field(default_factory=TraceConfig)  # windows recorded for the viewer
 
 
@@ -388,7 +412,23 @@ def validate(cfg: RunConfig) -> None:
         _require(cfg.pu_optim.clip_grad_norm > 0, "pu_optim.clip_grad_norm", "must be > 0 or null")
     if cfg.pu_optim.guard is not None:
         _require(cfg.pu_optim.guard >= 1.0, "pu_optim.guard", f"must be >= 1 (a multiple of the running norm) or null, got {cfg.pu_optim.guard}")
+    _require(0.0 <= cfg.pu_optim.random_use_scale <= 1.0, "pu_optim.random_use_scale",
+             f"must be in [0, 1] (1 = off), got {cfg.pu_optim.random_use_scale}")
+    if cfg.pu_optim.use_guard is not None:
+        _require(cfg.pu_optim.use_guard >= 1.0, "pu_optim.use_guard",
+                 f"must be >= 1 (a multiple of the running norm per use) or null, got {cfg.pu_optim.use_guard}")
+        _require(not cfg.pu_optim.use_normalise, "pu_optim.use_guard",
+                 "use_normalise rescales every use already; set one of use_guard and use_normalise")
     _require(0.0 < cfg.pu_optim.guard_beta < 1.0, "pu_optim.guard_beta", f"must be in (0, 1), got {cfg.pu_optim.guard_beta}")
+    cur = cfg.curiosity
+    _require(cur.kind in CURIOSITY_KINDS, "curiosity.kind", f"choose one of {list(CURIOSITY_KINDS)}, got '{cur.kind}'")
+    _require(cur.weight >= 0, "curiosity.weight", f"must be >= 0, got {cur.weight}")
+    _require(cur.decay_iterations >= 0, "curiosity.decay_iterations", f"must be >= 0 (0 = constant), got {cur.decay_iterations}")
+    _require(cur.lr > 0, "curiosity.lr", f"must be > 0, got {cur.lr}")
+    _require(all(h >= 1 for h in cur.hidden), "curiosity.hidden", f"sizes must be >= 1, got {cur.hidden}")
+    if cur.kind in ("forward", "rnd"):
+        _require(any(n.cu_visible for n in cfg.nodes.values()), "curiosity.kind",
+                 f"'{cur.kind}' models the CU-visible nodes and no node has cu_visible: true; mark one or use kind=none")
     tr = cfg.trace
     _require(tr.interval >= 1, "trace.interval", f"must be >= 1, got {tr.interval}")
     _require(tr.window >= 1, "trace.window", f"must be >= 1, got {tr.window}")

@@ -26,11 +26,15 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, training_wheels, validate
 from .cu import ActInfo, Learner, Transition, build_learner
+from .cu.curiosity import KPIS as CURIOSITY_KPIS
+from .cu.curiosity import Curiosity
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .nodes import ENV, Nodes
 from .pretrain import pretrain
 from .pu_optim import PUOptimizer
+from .protect import KPIS as PROTECT_KPIS
+from .protect import UseScaler
 from .pus import build_pu, import_object
 from .rng import global_state, seed_everything, set_global_state
 from .rollout import Action, Rollout
@@ -97,8 +101,12 @@ class Engine:
         self.obs_dim = offset
         self.cu: Learner = build_learner(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"],
                                          heads=len(self.envs))
+        self.curiosity = None if cfg.curiosity.kind == "none" or self.script is not None else Curiosity(
+            cfg.curiosity, self.obs_dim, self.n_actions, self.nodes.cu_size, self.cu, cfg.seed * 1000 + 999, dev)
 
-        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute)
+        self.protect = UseScaler(cfg.pu_optim, dev)
+        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute, self.protect)
+        self._mark_random = cfg.pu_optim.random_use_scale != 1.0
         self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
         self.rollout = Rollout(cfg.cu, self.pus, cfg.pus, self.actions)
 
@@ -173,7 +181,8 @@ class Engine:
             actions = torch.where(explore, actions, self._lead(leaders, taught))
             argmax = actions == self.last_info.greedy
 
-        step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite)
+        step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite,
+                                  explore if self._mark_random else None)
         self.action_counts.index_add_(0, actions, self._ones)
         reward, env_reward = step.reward, step.env_reward
         shaping = [e for e in taught if self.wheels[e].mode != "lead"]
@@ -187,6 +196,8 @@ class Engine:
         self.rollout.advance(self.world, actions, explore, argmax)
         next_obs, next_writers = self._observe()
         transition = Transition(obs, actions, reward, next_obs, step.terminal.float(), *self._env_streams(step, env_reward))
+        if self.curiosity is not None:
+            self._add_curiosity(transition)
 
         self._node_losses(step)
         g = self.cu.input_grad(transition, self.iteration) if self._cu_grad_active() else None
@@ -231,6 +242,13 @@ class Engine:
         for end in step.ended:
             terminal[end.lanes, names.index(end.env)] = 1.0
         return torch.stack([env_reward[n] for n in names], 1), terminal
+
+    def _add_curiosity(self, t: Transition) -> None:
+        """Add the intrinsic reward to the transition's reward (split evenly over the Environments' streams)."""
+        r = self.curiosity.reward(t, self.nodes.cu_input(), self.last_info.quantiles, self.iteration)
+        t.reward = t.reward + r
+        if t.env_reward is not None:
+            t.env_reward = t.env_reward + r.unsqueeze(1) / t.env_reward.shape[1]
 
     # -- learning -----------------------------------------------------------------
     def _node_losses(self, step: Step) -> None:
@@ -284,7 +302,7 @@ class Engine:
 
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
-        return [*learner_kpis(self.cu), *DIAGNOSTICS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
+        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
         """Start a new log interval: the PU usage shares count actions from here."""
@@ -322,6 +340,8 @@ class Engine:
             "tape_records": len(self.tape),
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
+            **self.protect.metrics(),
+            **(self.curiosity.metrics() if self.curiosity else {k.name: float("nan") for k in CURIOSITY_KPIS}),
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
@@ -356,6 +376,8 @@ class Engine:
             "stats": dict(self.stats),
             "action_counts": self.action_counts.clone(),
             "evaluation": {name: ev.state_dict() for name, ev in self.evaluators.items()},
+            "protect": self.protect.state_dict(),
+            "curiosity": self.curiosity.state_dict() if self.curiosity else None,
             "rng": global_state(),
         }
 
@@ -377,6 +399,13 @@ class Engine:
         self.stats = dict(state["stats"])
         if "action_counts" in state:  # checkpoints written before usage shares have none
             self.action_counts = state["action_counts"].to(self.device).clone()
+        if self.curiosity is not None:
+            if state.get("curiosity") is None:
+                raise ConfigError("curiosity.kind: this checkpoint was written without curiosity; resume it with "
+                                  "curiosity.kind=none")
+            self.curiosity.load_state_dict(state["curiosity"])
+        if "protect" in state:  # checkpoints written before per-use protection have none
+            self.protect.load_state_dict(state["protect"])
         evaluation = state.get("evaluation", {})  # checkpoints written before evaluation existed have none
         if "results" in evaluation:  # written before evaluation was per Environment: the only one's
             evaluation = {name: evaluation for name in self.evaluators}

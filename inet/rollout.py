@@ -66,16 +66,16 @@ class Rollout:
         return torch.cat([parts[p]() for p in self.cu.inputs], 1)
 
     def apply(self, world: World, actions: torch.Tensor, tape: Optional[Tape] = None,
-              nonfinite: Optional[Callable[[str], None]] = None) -> Step:
+              nonfinite: Optional[Callable[[str], None]] = None, explored: Optional[torch.Tensor] = None) -> Step:
         """Run each chosen action once on the lanes that chose it, in action order, then collect every
-        Environment's feedback. With a tape, PU runs are recorded and a non-finite PU output is reported to
-        `nonfinite` and not written."""
+        Environment's feedback. With a tape, PU runs are recorded (with `explored` [B], which lanes chose
+        by exploration) and a non-finite PU output is reported to `nonfinite` and not written."""
         b, dev = world.lanes, world.history.device
         step = Step(world.nodes, actions, {}, torch.zeros(b, device=dev), torch.zeros(b, dtype=torch.bool, device=dev))
         for a, lanes in lanes_by_action(actions).items():
             env, name = self.actions[a]
             if env is None:
-                self.run_pu(world.nodes, name, lanes, step.written, tape, nonfinite)
+                self.run_pu(world.nodes, name, lanes, step.written, tape, nonfinite, explored)
             else:
                 world.envs[env].act(name, torch.tensor(lanes, device=dev), step)
         for env in world.envs.values():
@@ -83,7 +83,8 @@ class Rollout:
         return step
 
     def run_pu(self, nodes: Nodes, name: str, lanes: List[int], written: Dict[str, List[int]],
-               tape: Optional[Tape] = None, nonfinite: Optional[Callable[[str], None]] = None) -> None:
+               tape: Optional[Tape] = None, nonfinite: Optional[Callable[[str], None]] = None,
+               explored: Optional[torch.Tensor] = None) -> None:
         """Run PU `name` on `lanes`, write its outputs (recording the run on `tape`, if given)."""
         cfg = self.pu_cfgs[name]
         full = every_lane(lanes, nodes.lanes)
@@ -99,7 +100,8 @@ class Rollout:
         rid = ENV
         if tape is not None:
             parents = [list(w) if full else list(map(w.__getitem__, lanes)) for w in (nodes.writers[n] for n in cfg.inputs)]
-            rid = tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs)
+            random = None if explored is None else explored if full else explored[idx]
+            rid = tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs, random)
         for n, o in zip(cfg.outputs, outs):
             nodes.write(n, lanes, o, rid)
             written.setdefault(n, []).extend(lanes)

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .nodes import ENV, positions_by_value
 from .pus import run_pu
+
+if TYPE_CHECKING:
+    from .protect import UseScaler
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Record:
     parents: List[List[int]]  # per input, per row: id of the record that wrote it
     outputs: List[str]
     version: int = 0  # with `recompute: stored`, the version of the PU's parameters it ran with
+    random: Optional[torch.Tensor] = None  # [len(lanes)] bool: the CU chose this run by exploration (inet/protect.py)
     row: Dict[int, int] = field(default_factory=dict)  # lane -> row
 
     def __post_init__(self) -> None:
@@ -62,8 +66,10 @@ class Pending:
 class Tape:
     """Records of PU runs, pending node gradients, and the newest-first sweep."""
 
-    def __init__(self, horizon: int, depth_decay: float = 1.0, recompute: str = "current"):
+    def __init__(self, horizon: int, depth_decay: float = 1.0, recompute: str = "current",
+                 scaler: Optional["UseScaler"] = None):
         self.horizon = horizon
+        self.scaler = scaler if scaler is not None and scaler.active else None  # per-use gradient weights
         self.depth_decay = depth_decay
         self.recompute = recompute
         self.versions: Dict[str, int] = {}  # `stored`: each PU's parameter version
@@ -77,11 +83,11 @@ class Tape:
         return len(self.records)
 
     def record(self, pu: str, lanes: List[int], in_nodes: List[str], inputs: List[torch.Tensor],
-               parents: List[List[int]], outputs: List[str]) -> int:
-        """Append a record and return its id (ids grow with time)."""
+               parents: List[List[int]], outputs: List[str], random: Optional[torch.Tensor] = None) -> int:
+        """Append a record and return its id (ids grow with time); `random` marks lanes run by exploration."""
         rid = self.next_id
         self.next_id += 1
-        self.records[rid] = Record(rid, pu, lanes, in_nodes, inputs, parents, outputs, self.versions.get(pu, 0))
+        self.records[rid] = Record(rid, pu, lanes, in_nodes, inputs, parents, outputs, self.versions.get(pu, 0), random)
         return rid
 
     def before_step(self, pus: Dict[str, nn.Module]) -> None:
@@ -206,6 +212,8 @@ class Tape:
     def _visit(self, pus: Dict[str, nn.Module], rec: Record, grads: list, depth: int) -> None:
         deeper = depth < self.horizon
         leaves = [self._leaf(x, [ps], [deeper]) for x, ps in zip(rec.inputs, rec.parents)]
+        if self.scaler is not None:
+            grads = self.scaler.scale(rec.pu, grads, rec.random)
         with torch.enable_grad():
             outs, stored = self._run(pus, rec, leaves, len(rec.lanes))
             if not self._backward(outs, grads):
@@ -236,6 +244,10 @@ class Tape:
                 parts = [e.grads[j] for _, _, e in items]
                 grads.append(None if all(g is None for g in parts) else torch.cat(
                     [o.new_zeros(n, *o.shape[1:]) if g is None else part(g, k) for k, (g, n) in enumerate(zip(parts, sizes))]))
+            if self.scaler is not None:
+                random = torch.cat([torch.zeros(n, dtype=torch.bool, device=outs[0].device) if rec.random is None
+                                    else part(rec.random, k) for k, ((rec, _, _), n) in enumerate(zip(items, sizes))])
+                grads = self.scaler.scale(first.pu, grads, random)
             if not self._backward(outs, grads):
                 return
         self._to_current(pus[first.pu], stored)
@@ -262,7 +274,7 @@ class Tape:
     def state_dict(self) -> dict:
         return {
             "next_id": self.next_id,
-            "records": [(r.rid, r.pu, r.lanes, r.in_nodes, r.inputs, r.parents, r.outputs, r.version)
+            "records": [(r.rid, r.pu, r.lanes, r.in_nodes, r.inputs, r.parents, r.outputs, r.version, r.random)
                         for r in self.records.values()],
             "versions": dict(self.versions),
             "snapshots": [(pu, v, ps) for (pu, v), ps in self.snapshots.items()],
@@ -270,7 +282,7 @@ class Tape:
 
     def load_state_dict(self, state: dict) -> None:
         self.next_id = state["next_id"]
-        self.records = {t[0]: Record(*t) for t in state["records"]}  # 7-tuples (format 4): version 0
+        self.records = {t[0]: Record(*t) for t in state["records"]}  # 7-tuples (format 4): version 0; 8: no random
         self.versions = dict(state.get("versions", {}))
         self.snapshots = {(pu, v): ps for pu, v, ps in state.get("snapshots", [])}
         self._pending, self._heap = {}, []
