@@ -17,6 +17,7 @@ REWARD_SHAPES = ("exp", "binary")
 NONFINITE_POLICIES = ("raise", "skip")
 CURRICULUM_MODES = ("add", "double")
 CURIOSITY_KINDS = ("none", "forward", "rnd", "spread")
+EXPLORATION_KINDS = ("epsilon", "counts", "uncertainty")
 
 
 class ConfigError(ValueError):
@@ -177,6 +178,11 @@ class CUConfig:
     exploration_fraction: float = 0.02
     exploration_initial_eps: float = 1.0  # epsilon at iteration 0
     exploration_final_eps: float = 0.01  # epsilon after exploration_fraction of the run
+    # paper 6.2: epsilon (the schedule above), counts (act on Q + bonus / sqrt(1 + times the action was taken)),
+    # or uncertainty (act on Q + bonus x the spread of its return quantiles; cu=qr_dqn); the last two keep
+    # epsilon at exploration_final_eps
+    exploration: str = "epsilon"
+    exploration_bonus: float = 1.0  # the bonus scale of exploration=counts / uncertainty
     max_grad_norm: float = 10.0  # gradient norm clip of the Q-network
     grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
     grad_to_nodes_scale: float = 1.0  # scale of the TD loss gradient into CU-visible nodes
@@ -400,6 +406,9 @@ def validate(cfg: RunConfig) -> None:
     for k in ("exploration_initial_eps", "exploration_final_eps"):
         v = getattr(cu, k)
         _require(0.0 <= v <= 1.0, f"cu.{k}", f"epsilon must be in [0, 1], got {v}")
+    _require(cu.exploration in EXPLORATION_KINDS, "cu.exploration",
+             f"choose one of {list(EXPLORATION_KINDS)}, got '{cu.exploration}'")
+    _require(cu.exploration_bonus >= 0, "cu.exploration_bonus", f"must be >= 0, got {cu.exploration_bonus}")
     _require(cu.max_grad_norm > 0, "cu.max_grad_norm", f"must be > 0, got {cu.max_grad_norm}")
     _require(0.0 < cu.popart_beta <= 1.0, "cu.popart_beta", f"must be in (0, 1], got {cu.popart_beta}")
 

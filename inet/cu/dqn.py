@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adam import LeanAdam, clip_
-from ..config import CUConfig
+from ..config import ConfigError, CUConfig
 from ..guards import finite
 from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
 from .popart import PopArt
@@ -79,7 +79,11 @@ class DQN:
     kpis = (KPI("td_loss", "the CU's last TD loss", summary=None, plot=LOSSES, tag_group="train"),
             KPI("epsilon", "the CU's exploration rate", rate=True, summary=None, plot=EXPLORATION, tag_group="rollout"),
             KPI("cu_updates", "CU gradient steps so far", integer=True, summary=None, tag_group="train"),
-            KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="train"))
+            KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="train"),
+            KPI("bonus_share", "share of the last actions the exploration bonus chose over the greedy one "
+                "(cu.exploration counts / uncertainty)", rate=True, summary=None, plot=EXPLORATION,
+                tag_group="rollout"))
+    distributional = False  # whether `evaluate` returns return quantiles (cu.exploration=uncertainty needs them)
 
     def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
                  device: torch.device, generator: torch.Generator, heads: int = 1):
@@ -99,10 +103,18 @@ class DQN:
         self.iteration = 0  # lane-iterations observed (for the epsilon in `metrics`)
         self.updates = 0
         self.last_loss = float("nan")
+        if cfg.exploration == "uncertainty" and not self.distributional:
+            raise ConfigError(f"cu.exploration: 'uncertainty' needs return quantiles, which {type(self).__name__} "
+                              "does not learn; use cu=qr_dqn or cu.exploration=counts")
+        self.counts = torch.zeros(n_actions, device=device)  # exploration=counts: times each action was taken
+        self.bonus_share = 0.0 if cfg.exploration != "epsilon" else float("nan")
 
     def epsilon(self, iteration: int) -> float:
-        """Linear decay over `exploration_fraction` of the run (SB3's schedule)."""
+        """Linear decay over `exploration_fraction` of the run (SB3's schedule); with an exploration bonus
+        (counts, uncertainty) the final epsilon throughout."""
         c = self.cfg
+        if c.exploration != "epsilon":
+            return c.exploration_final_eps
         span = c.exploration_fraction * self.total_iterations
         progress = 1.0 if span <= 0 else min(1.0, iteration / span)
         return c.exploration_initial_eps + progress * (c.exploration_final_eps - c.exploration_initial_eps)
@@ -145,8 +157,21 @@ class DQN:
         scaled = eps if explore_scale is None else eps / explore_scale
         explore = torch.rand(b, generator=self.gen, device=self.gen.device).to(obs.device) < scaled
         random_actions = torch.randint(self.n_actions, (b,), generator=self.gen, device=self.gen.device).to(obs.device)
-        actions = torch.where(explore, random_actions, best)
-        return actions, ActInfo(q, explore, best, eps, quantiles)
+        if self.cfg.exploration == "epsilon":
+            return torch.where(explore, random_actions, best), ActInfo(q, explore, best, eps, quantiles)
+        chosen = self._with_bonus(q, quantiles).argmax(1)
+        actions = torch.where(explore, random_actions, chosen)
+        self.counts += torch.bincount(actions, minlength=self.n_actions)
+        bonus = ~explore & (chosen != best)
+        self.bonus_share = bonus.float().mean()
+        return actions, ActInfo(q, explore | bonus, best, eps, quantiles)
+
+    def _with_bonus(self, q: torch.Tensor, quantiles: Optional[torch.Tensor]) -> torch.Tensor:
+        """Q plus the exploration bonus (paper 6.2): rarely taken actions (counts) or actions whose return the
+        CU is unsure of (uncertainty: the spread of their quantiles) look better than they are."""
+        if self.cfg.exploration == "counts":
+            return q + self.cfg.exploration_bonus / (1.0 + self.counts).sqrt()
+        return q + self.cfg.exploration_bonus * quantiles.std(2)
 
     def observe(self, t: Transition, before: int, after: int) -> List[str]:
         """Remember the transitions; from `learning_starts` on, `gradient_steps` updates every `train_freq`
@@ -176,7 +201,7 @@ class DQN:
 
     def metrics(self) -> Dict[str, float]:
         return {"epsilon": self.epsilon(self.iteration), "td_loss": float(self.last_loss), "cu_updates": self.updates,
-                "replay_ratio": self.cfg.gradient_steps / self.cfg.train_freq}
+                "replay_ratio": self.cfg.gradient_steps / self.cfg.train_freq, "bonus_share": float(self.bonus_share)}
 
     @torch.no_grad()
     def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
@@ -264,7 +289,8 @@ class DQN:
         state = {"q": self.q.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(),
                 "pending": None if self.pending is None else {k: v.clone() for k, v in self.pending.items()},
-                "steps": self.steps, "iteration": self.iteration, "updates": self.updates, "last_loss": self.last_loss, "gen": self.gen.get_state()}
+                "steps": self.steps, "iteration": self.iteration, "updates": self.updates, "last_loss": self.last_loss,
+                "gen": self.gen.get_state(), "counts": self.counts.clone()}
         if self.popart is not None:
             state["popart"] = self.popart.state_dict()
         return state
@@ -279,5 +305,7 @@ class DQN:
         self.updates = state["updates"]
         self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])
+        if "counts" in state:  # checkpoints written before exploration=counts have none
+            self.counts = state["counts"].clone()
         if self.popart is not None:
             self.popart.load_state_dict(state["popart"])

@@ -47,6 +47,8 @@ def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, kappa: float) 
 class QRDQN(DQN):
     """DQN with a quantile head and the quantile Huber loss."""
 
+    distributional = True
+
     def __init__(self, cfg: CUConfig, *args, heads: int = 1, **kwargs):
         if heads > 1:
             raise ConfigError(f"cu._target_: QR-DQN keeps one value for all Environments, and this IN has {heads}; "
