@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all bench profile reproduce clean
+.PHONY: setup run test test-all bench profile reproduce ablations clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ test-all: setup
 reproduce: setup
 	REPRO_SEEDS=$(REPRO_SEEDS) REPRO_LONG="$(REPRO_LONG)" REPRO_REDUCE="$(REPRO_REDUCE)" REPRO_ARGS="$(REPRO_ARGS)" $(BIN)/inet reproduce
 
+# The section 6 mechanisms, each alone, against the baseline (`inet ablations`, docs/mechanisms.md); ARGS e.g.
+# --budget full, --only baseline,guard, --combine guard,explore_counts.
+ablations: setup
+	$(BIN)/inet ablations $(ARGS)
+
 # inet against the plain-torch reference of scripts/reference.py (docs/performance.md); ARGS e.g. --lanes 1 16 256.
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
@@ -41,4 +46,4 @@ profile: setup
 	$(BIN)/python scripts/bench.py --profile $(ARGS)
 
 clean:
-	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/reproduce
+	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/reproduce outputs/ablations

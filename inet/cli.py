@@ -30,6 +30,7 @@ commands:
                              (OUT defaults to the first DIR)
   viz RUN_DIR                write RUN_DIR/viewer.html, the run viewer (one offline page)
   reproduce [--help]         the paper's experiment set as sweeps, then outputs/reproduce/report.md
+  ablations [--help]         the section 6 mechanisms alone and combined, then outputs/ablations/report.md
 """
 
 
@@ -286,7 +287,7 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-COMMANDS = ("run", "report", "viz", "reproduce")
+COMMANDS = ("run", "report", "viz", "reproduce", "ablations")
 VIZ_USAGE = """usage: inet viz RUN_DIR
 
 Write RUN_DIR/viewer.html: the run viewer, one offline page (trace windows, node values, actions)."""
@@ -364,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .reproduce import main as reproduce
 
         sys.exit(reproduce(rest))
+    elif cmd == "ablations":
+        from .ablations import main as ablations
+
+        sys.exit(ablations(rest))
     else:
         print(f"inet: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)

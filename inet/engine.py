@@ -102,7 +102,8 @@ class Engine:
         self.cu: Learner = build_learner(cfg.cu, self.obs_dim, self.n_actions, cfg.iterations, dev, gens["cu"],
                                          heads=len(self.envs))
         self.curiosity = None if cfg.curiosity.kind == "none" or self.script is not None else Curiosity(
-            cfg.curiosity, self.obs_dim, self.n_actions, self.nodes.cu_size, self.cu, cfg.seed * 1000 + 999, dev)
+            cfg.curiosity, self.obs_dim, self.n_actions, self.nodes.cu_size or self.obs_dim, self.cu,
+            cfg.seed * 1000 + 999, dev)
 
         self.protect = UseScaler(cfg.pu_optim, dev)
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute, self.protect)
@@ -244,8 +245,10 @@ class Engine:
         return torch.stack([env_reward[n] for n in names], 1), terminal
 
     def _add_curiosity(self, t: Transition) -> None:
-        """Add the intrinsic reward to the transition's reward (split evenly over the Environments' streams)."""
-        r = self.curiosity.reward(t, self.nodes.cu_input(), self.last_info.quantiles, self.iteration)
+        """Add the intrinsic reward to the transition's reward (split evenly over the Environments' streams); it
+        models the CU-visible nodes after the action, or the next CU input where no node is CU-visible."""
+        seen = self.nodes.cu_input() if self.nodes.cu_size else t.next_obs
+        r = self.curiosity.reward(t, seen, self.last_info.quantiles, self.iteration)
         t.reward = t.reward + r
         if t.env_reward is not None:
             t.env_reward = t.env_reward + r.unsqueeze(1) / t.env_reward.shape[1]

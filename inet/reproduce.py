@@ -51,25 +51,20 @@ def sweeps(a: argparse.Namespace) -> List[List[str]]:
     return jobs
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run the set into --out (replacing it) and write its report; returns the exit status."""
+def run_set(jobs: List[List[str]], out: Path, description: str) -> int:
+    """Run the `inet run -m` sweeps `jobs` into `out` (replacing it), note the wall time with `description`,
+    and write one report over all of them; returns 0, 1 (a job failed) or 2 (no report)."""
     from .analysis.report import ReportError, write_report
 
-    a = parse(argv)
-    if a.dry_run:
-        print("\n".join(shlex.join(["inet", "run", "-m", *job]) for job in sweeps(a)))
-        return 0
-    out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     start = time.time()
     status = 0
-    for job in sweeps(a):
+    for job in jobs:
         if subprocess.run([sys.executable, "-m", "inet.cli", "run", "-m", *job]).returncode != 0:
             status = 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    line = (f"wall time: {time.time() - start:.0f} s on {cores} cores (seeds {a.seeds}; long variants: "
-            f"{a.long or 'as configured'}; reduce: {a.reduce or 'as configured'}; extra: {a.args or 'none'})")
+    line = f"wall time: {time.time() - start:.0f} s on {cores} cores ({description})"
     print(line)
     (out / "wall_time.txt").write_text(line + "\n")
     try:
@@ -78,3 +73,13 @@ def main(argv: Sequence[str]) -> int:
         print(f"inet: report: {e}", file=sys.stderr)
         return 2
     return status
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the set into --out (replacing it) and write its report; returns the exit status."""
+    a = parse(argv)
+    if a.dry_run:
+        print("\n".join(shlex.join(["inet", "run", "-m", *job]) for job in sweeps(a)))
+        return 0
+    return run_set(sweeps(a), Path(a.out), f"seeds {a.seeds}; long variants: {a.long or 'as configured'}; "
+                   f"reduce: {a.reduce or 'as configured'}; extra: {a.args or 'none'}")

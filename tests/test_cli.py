@@ -19,7 +19,7 @@ def inet(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Co
                           cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["viz"], ["reproduce"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["viz"], ["reproduce"], ["ablations"]])
 def test_help_of_every_command_exits_0(command):
     proc = inet(*command, "--help")
     assert proc.returncode == 0, proc.stderr

@@ -73,9 +73,20 @@ def test_spread_with_a_learner_without_quantiles_is_refused_naming_the_key():
         Engine(compose(["experiment=multitask/cu_inputs", "curiosity.kind=spread"]))
 
 
-def test_forward_without_cu_visible_nodes_is_refused_naming_the_key():
-    with pytest.raises(ConfigError, match="curiosity.kind: 'forward' models the CU-visible nodes"):
-        compose(["experiment=emulate/fnn", "curiosity.kind=forward"])
+def test_without_cu_visible_nodes_forward_models_the_next_cu_input():
+    engine = Engine(compose(["experiment=reduce/xor", "curiosity.kind=forward"]))
+    assert engine.nodes.cu_size == 0
+    assert engine.curiosity.model[-1].out_features == engine.obs_dim
+    while engine.iteration < 50:
+        engine.step()
+    assert engine.metrics()["curiosity_loss"] > 0
+
+
+def test_bad_curiosity_settings_name_the_key():
+    for override, key in (("curiosity.kind=novelty", "curiosity.kind"), ("curiosity.weight=-1", "curiosity.weight"),
+                          ("curiosity.decay_iterations=-5", "curiosity.decay_iterations")):
+        with pytest.raises(ConfigError, match=key):
+            compose(["experiment=multitask/cu_inputs", override])
 
 
 def test_the_weight_falls_linearly_to_zero_and_normalisation_makes_the_spread_one():

@@ -5,6 +5,8 @@ Three kinds (`curiosity.kind`), each a reward per lane for one iteration's trans
 - `forward`: a model predicts the CU-visible node values after the action from the
   CU input and the action (one-hot); the reward is its squared error, and the model
   takes one Adam step on it. Routes whose results the model cannot predict yet pay.
+  Where no node is CU-visible, `forward` and `rnd` model the next CU input instead
+  (its signals: task ends, new items).
 - `rnd`: random network distillation (Burda et al. 2018): a fixed random network
   embeds the CU-visible node values after the action, a predictor learns to match it;
   the reward is the predictor's squared error (high on rarely seen node values).

@@ -1,0 +1,87 @@
+"""`inet ablations` (`make ablations`): every section 6 mechanism alone, and a combination, against the baseline.
+
+Each mechanism (`MECHANISMS`: a name and its overrides) runs on the four multitask
+variants and on reduce/xor and reduce/and, for every seed, through `inet run -m` (the
+joblib launcher, one job per core); `inet report` then aggregates everything into one
+table whose variants are named by their overrides, the baseline among them. Budgets:
+`full` runs each experiment at its configured iterations with seeds 0-4; `small`
+caps multitask at 30k and reduce at 20k iterations with seeds 0-2, to fit a laptop
+sweep. A failed job does not stop the rest (the report lists it; exit status 1).
+The measured tables live in docs/results/ablations.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from .reproduce import run_set
+
+# name -> the overrides that turn the mechanism on (paper section 6; docs/mechanisms.md)
+MECHANISMS: Dict[str, List[str]] = {
+    "baseline": [],
+    "guard": ["pu_optim.guard=3.0"],
+    "random_use_scale": ["pu_optim.random_use_scale=0.1"],
+    "use_guard": ["pu_optim.use_guard=3.0"],
+    "use_normalise": ["pu_optim.use_normalise=true"],
+    "curiosity_forward": ["curiosity.kind=forward"],
+    "curiosity_rnd": ["curiosity.kind=rnd"],
+    "curiosity_spread": ["cu=qr_dqn", "curiosity.kind=spread"],
+    "explore_counts": ["cu.exploration=counts"],
+    "explore_uncertainty": ["cu=qr_dqn", "cu.exploration=uncertainty"],
+}
+MULTITASK = "multitask/base,multitask/cu_inputs,multitask/training_wheels,multitask/pretrained"
+REDUCE = "reduce/xor,reduce/and"
+BUDGETS = {"full": {"seeds": "0,1,2,3,4", "multitask": [], "reduce": []},
+           "small": {"seeds": "0,1,2", "multitask": ["iterations=30000"], "reduce": ["iterations=20000"]}}
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="inet ablations", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.environ.get("ABLATIONS_DIR", "outputs/ablations"), help="output directory")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="full or small (see above)")
+    p.add_argument("--seeds", default=None, help="override the budget's seeds, e.g. 0,1")
+    p.add_argument("--only", default=",".join(MECHANISMS),
+                   help=f"comma-separated mechanisms to run (default all: {', '.join(MECHANISMS)})")
+    p.add_argument("--combine", default="", help="comma-separated mechanisms to run together as one more row")
+    p.add_argument("--args", default="", help="overrides of every job, e.g. 'lanes=4'")
+    p.add_argument("--dry-run", action="store_true", help="print the sweeps' commands, run nothing")
+    a = p.parse_args(argv)
+    for name in [n for n in (*a.only.split(","), *a.combine.split(",")) if n]:
+        if name not in MECHANISMS:
+            p.error(f"unknown mechanism '{name}'; choose from {', '.join(MECHANISMS)}")
+    return a
+
+
+def rows(a: argparse.Namespace) -> Dict[str, List[str]]:
+    """The table's rows: each chosen mechanism, and the combination (if any), with their overrides."""
+    out = {n: MECHANISMS[n] for n in a.only.split(",") if n}
+    if a.combine:
+        names = a.combine.split(",")
+        merged = {o.split("=", 1)[0]: o for n in names for o in MECHANISMS[n]}
+        out["+".join(names)] = list(merged.values())
+    return out
+
+
+def sweeps(a: argparse.Namespace) -> List[List[str]]:
+    """The `inet run -m` argument lists: per row, one sweep of multitask and one of reduce."""
+    budget = BUDGETS[a.budget]
+    seeds = a.seeds or budget["seeds"]
+    extra, out = shlex.split(a.args), Path(a.out)
+    jobs = []
+    for name, overrides in rows(a).items():
+        for family, experiments in (("multitask", MULTITASK), ("reduce", REDUCE)):
+            jobs.append([f"experiment={experiments}", f"seed={seeds}", "progress=false", *budget[family],
+                         *overrides, *extra, f"hydra.sweep.dir={out / name / family}"])
+    return jobs
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the rows into --out (replacing it) and write their report; returns the exit status."""
+    a = parse(argv)
+    if a.dry_run:
+        print("\n".join(shlex.join(["inet", "run", "-m", *job]) for job in sweeps(a)))
+        return 0
+    return run_set(sweeps(a), Path(a.out), f"budget {a.budget}, rows {', '.join(rows(a))}")
