@@ -36,11 +36,91 @@ def test_trace_records_the_configured_windows(run_dir):
         assert set(s["nodes"]) == {"n0", "n1", "n2", "n3"}
     greedy = [s for s in steps if not s["random"]]
     assert greedy and all(s["q"][s["action"]] == max(s["q"]) for s in greedy)
+    labels = meta["cu_inputs"]
+    assert [lab["part"] for lab in labels] == ["history"] * 6 + ["signals"] * 2 + ["nodes"] + ["meta"] * 2
+    assert labels[0]["label"] == "action t-1 = pu0" and labels[8]["label"] == "n3"
+    for prev, s in zip(steps, steps[1:]):
+        assert len(s["cu_input"]) == len(labels)
+        task = s["task"]["multitask"]
+        assert task["target"] == pytest.approx(2 * task["inputs"]["a"] if task["inputs"]["a"] > task["inputs"]["b"]
+                                               else task["inputs"]["b"] / 2, rel=1e-4)
+        assert task["inputs"]["a"] == pytest.approx(s["nodes_before"]["n0"][0], rel=1e-5)
+        # the CU saw n3 as it was before the step, and its own last action one-hot
+        assert s["cu_input"][8] == pytest.approx(s["nodes_before"]["n3"][0], rel=1e-5)
+        if s["iteration"] == prev["iteration"] + 1:
+            assert s["cu_input"][:3] == [float(k == prev["action"]) for k in range(3)]
+            assert task["age"] == (0 if prev["terminal"] else prev["task"]["multitask"]["age"] + 1)
+        # every write is attributed; the last write of a node is its value after the step
+        for node, by, who, value in s["writes"]:
+            assert (by, who) in {("pu", s["action_name"]), ("new_task", "multitask")}
+        for node in s["nodes"]:
+            last = [w[3] for w in s["writes"] if w[0] == node]
+            assert (last[-1] if last else s["nodes_before"][node]) == pytest.approx(s["nodes"][node], rel=1e-5)
+        if s["terminal"]:  # a new task instance wrote a and b into n0 and n1, after the PU's write
+            assert [w[:3] for w in s["writes"][-2:]] == [["n0", "new_task", "multitask"], ["n1", "new_task", "multitask"]]
+        if s["action_name"] in ("pu1", "pu2"):  # a submit: its value, error and outcome
+            assert s["writes"][0][:3] == ["n2", "pu", s["action_name"]] and s["terminal"]
+            assert task["submitted"] == pytest.approx(s["writes"][0][3][0])
+            assert task["error"] == pytest.approx(task["submitted"] - task["target"], abs=1e-5)
+            assert task["ended"] in ("solved", "wrong answer")
+            assert (task["ended"] == "solved") == (abs(task["error"]) < 0.05)
+        else:
+            assert task["submitted"] is None and task["error"] is None
+    assert {s["action_name"] for s in steps} >= {"pu0", "pu1"}
     usage = (run_dir / "trace" / "actions.csv").read_text().splitlines()
     assert usage[0] == "iteration,pu0,pu1,pu2"
     rows = [[int(x) for x in ln.split(",")] for ln in usage[1:]]
     assert [r[0] for r in rows] == [200, 400, 600, 800, 1000, 1200]
     assert all(sum(r[1:]) == 200 for r in rows)
+
+
+def test_trace_records_each_small_pu_function_per_window(run_dir):
+    """meta.json: pu0 a heat map over (n0, n1), pu1 and pu2 curves beside 2a and b/2; functions.jsonl: one
+    sample per window, which is what the PU computed then (the last one is checked against the saved weights)."""
+    meta = json.loads((run_dir / "trace" / "meta.json").read_text())
+    specs = {f["pu"]: f for f in meta["functions"]}
+    assert specs["pu0"]["inputs"] == ["n0", "n1"] and specs["pu0"]["target"] is None
+    assert len(specs["pu0"]["axes"]) == 2 and len(specs["pu0"]["axes"][0]) == 21
+    x = specs["pu1"]["axes"][0]
+    assert x[0] == 0 and x[-1] == 1 and len(x) == 51
+    assert specs["pu1"]["target"]["label"] == "2a" and specs["pu1"]["target"]["values"] == pytest.approx([2 * v for v in x])
+    assert specs["pu2"]["target"]["label"] == "b/2" and specs["pu2"]["target"]["values"] == pytest.approx([v / 2 for v in x])
+    lines = [json.loads(ln) for ln in (run_dir / "trace" / "functions.jsonl").read_text().splitlines()]
+    assert [(f["window"], f["iteration"]) for f in lines] == [(0, 1), (500, 501), (1000, 1001)]
+    assert lines[0]["pus"]["pu1"] != lines[2]["pus"]["pu1"]  # the PU trained between the windows
+    heat = lines[2]["pus"]["pu0"][0]
+    assert len(heat) == 21 and len(heat[0]) == 21
+
+
+def test_pu_functions_sample_what_the_pus_compute_and_reduce_knows_its_f():
+    import torch
+
+    from inet.compose import compose
+    from inet.engine import Engine
+    from inet.run import pu_functions
+
+    engine = Engine(compose(["experiment=multitask/base"]))
+    specs = {s.pu: s for s in pu_functions.plottable(engine)}
+    values = pu_functions.sample(engine, list(specs.values()))
+    x = torch.tensor(specs["pu1"].axes[0]).unsqueeze(1)
+    with torch.no_grad():
+        assert values["pu1"][0] == pytest.approx(engine.pus["pu1"](x)[0].reshape(-1).tolist(), rel=1e-3, abs=1e-4)
+        # heat map rows run over y (n1), columns over x (n0)
+        a, b = specs["pu0"].axes
+        want = engine.pus["pu0"](torch.tensor([[a[3]]]), torch.tensor([[b[7]]]))[0].item()
+    assert values["pu0"][0][7][3] == pytest.approx(want, rel=1e-3, abs=1e-4)
+
+    engine = Engine(compose(["experiment=reduce/xor"]))
+    specs = {s.pu: s for s in pu_functions.plottable(engine)}
+    assert set(specs) == {"pu0", "pu1", "pu2"} and specs["pu2"].inputs == [] and specs["pu2"].axes == []
+    reductor = specs["pu1"]
+    assert reductor.inputs == ["n0", "n2"] and reductor.target["label"] == "xor(memory, item)"
+    item, memory = reductor.axes
+    z = reductor.target["values"]
+    for j in (0, 20):
+        for i in (0, 20):
+            assert z[j][i] == (round(item[i]) + round(memory[j])) % 2
+    assert pu_functions.sample(engine, [specs["pu2"]])["pu2"] == [[pytest.approx(0.0, abs=1e-6)]]
 
 
 def test_trace_does_not_change_training(tmp_path):
@@ -146,8 +226,8 @@ def test_resumed_run_records_the_same_trace(tmp_path, monkeypatch):
     run(compose([*overrides, "resume=true"]), tmp_path / "cut", "config: test\n")
     full, cut = tmp_path / "full" / "trace", tmp_path / "cut" / "trace"
     names = sorted(p.name for p in full.iterdir())
-    assert names == ["actions.csv", "meta.json", "window_0000000000.jsonl", "window_0000000400.jsonl",
-                     "window_0000000800.jsonl"]
+    assert names == ["actions.csv", "functions.jsonl", "meta.json", "window_0000000000.jsonl",
+                     "window_0000000400.jsonl", "window_0000000800.jsonl"]
     assert sorted(p.name for p in cut.iterdir()) == names
     for name in names:
         assert (cut / name).read_bytes() == (full / name).read_bytes(), name
@@ -190,3 +270,34 @@ def test_network_layout_of_a_task_with_env_actions_and_a_memory_loop():
             ("env:reduce", "node:n0", "data"), ("node:n2", "cu", "cu")} <= edges
     positions = {(e["x"], e["y"]) for e in net["elements"]}
     assert len(positions) == len(net["elements"])  # no two elements drawn on top of each other
+
+
+def _clear_of_other_elements(net: dict) -> dict:
+    """Each edge's least distance to an element it does not join."""
+    from inet.analysis.viz_layout import clearance
+
+    at = {e["id"]: (e["x"], e["y"]) for e in net["elements"]}
+    return {(a, b): clearance([tuple(p) for p in path], [p for k, p in at.items() if k not in (a, b)])
+            for (a, b, _), path in zip(net["edges"], net["paths"])}
+
+
+@pytest.mark.parametrize("experiment", ["reduce/xor", "multitask/base", "multi/multitask_reduce"])
+def test_no_edge_is_drawn_through_an_element(experiment):
+    """Reduce's environment <-> n1 edge used to run straight through pu1, n2 and pu0; now it is routed below."""
+    from omegaconf import OmegaConf
+
+    from inet.analysis.viz_layout import CLEARANCE, network
+    from inet.compose import compose
+    from inet.engine import Engine
+    from inet.run.trace import action_kinds
+
+    cfg = compose([f"experiment={experiment}"])
+    net = network(OmegaConf.to_container(OmegaConf.structured(cfg)), action_kinds(Engine(cfg)))
+    clear = _clear_of_other_elements(net)
+    assert min(clear.values()) >= CLEARANCE, {k: v for k, v in clear.items() if v < CLEARANCE}
+    at = {e["id"]: [e["x"], e["y"]] for e in net["elements"]}
+    assert all(path[0] == at[a] and path[-1] == at[b] for (a, b, _), path in zip(net["edges"], net["paths"]))
+    if experiment == "reduce/xor":
+        paths = {(a, b): p for (a, b, _), p in zip(net["edges"], net["paths"])}
+        assert len(paths[("node:n1", "env:reduce")]) > 2  # routed, not straight
+        assert len(paths[("node:n2", "pu:pu0")]) == 2
