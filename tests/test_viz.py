@@ -123,6 +123,60 @@ def test_pu_functions_sample_what_the_pus_compute_and_reduce_knows_its_f():
     assert pu_functions.sample(engine, [specs["pu2"]])["pu2"] == [[pytest.approx(0.0, abs=1e-6)]]
 
 
+def test_a_task_without_viewer_hooks_is_described_by_its_input_nodes():
+    """A user's task that implements only start/respond works unchanged: its instance is its input nodes'
+    values, with no target, no target functions, and PU functions drawn over [0, 1]."""
+    import torch
+
+    from inet.config import EnvConfig, NodeConfig
+    from inet.nodes import Nodes
+    from inet.tasks.env import Environment
+
+    class Plain(Environment):
+        def start(self, lanes):
+            self.nodes.write("x", lanes.tolist(), torch.full((len(lanes), 2), 0.25))
+
+        def respond(self, step):
+            pass
+
+    nodes = Nodes({"x": NodeConfig(shape=[2]), "y": NodeConfig()}, 2, torch.device("cpu"))
+    env = Plain("plain", EnvConfig(inputs=["x"], outputs=["y"]), nodes, 2, torch.device("cpu"), torch.Generator())
+    env.reset()
+    assert env.describe(1) == {"inputs": {"x": [0.25, 0.25]}, "target": None}
+    assert env.target_functions() == [] and env.value_ranges() == {} and env.starting is False
+
+
+def test_reduce_trace_tells_an_env_action_from_a_new_task_instance(tmp_path):
+    """Reduce under its scripted route: `next` writes the item (an Environment action), the submit ends the
+    instance and the new instance's first write is by the Environment starting it."""
+    from inet.compose import compose
+    from inet.engine import Engine
+    from inet.run.trace import TraceRecorder, load
+
+    cfg = compose(["experiment=reduce/xor", "cu.script=inet.tasks.reduce.teacher", "trace.interval=100",
+                   "trace.window=40"])
+    engine = Engine(cfg)
+    rec = TraceRecorder(tmp_path, cfg.trace, cfg.log_interval, engine)
+    for _ in range(40):
+        before = engine.iteration
+        rec.before_step(engine)
+        rec.after_step(before, engine, engine.step())
+    rec.close()
+    steps = load(tmp_path)["steps"]
+    fetches = [s for s in steps if s["action_name"] == "next"]
+    assert fetches
+    for s in fetches:
+        task = s["task"]["reduce"]
+        assert s["writes"][0] == ["n0", "env_action", "reduce.next", [float(task["inputs"]["x"][task["inputs"]["fetched"]])]]
+    submits = [s for s in steps if s["action_name"] == "pu0"]
+    assert submits
+    for s in submits:
+        task = s["task"]["reduce"]
+        assert s["writes"] == [["n1", "pu", "pu0", s["nodes"]["n1"]], ["n0", "new_task", "reduce", [0.0]]]
+        assert task["submitted"] == s["nodes"]["n1"][0] and task["error"] == pytest.approx(task["submitted"] - task["target"])
+        assert task["ended"] in ("solved", "wrong answer")
+
+
 def test_trace_does_not_change_training(tmp_path):
     from inet.compose import compose
     from inet.engine import Engine
@@ -148,16 +202,51 @@ def test_viz_refuses_a_directory_that_is_not_a_run(tmp_path):
     assert "not a run directory" in proc.stderr and str(tmp_path) in proc.stderr
 
 
+ALARMS = {"alarms": [
+    {"kind": "dead_pu", "subject": "pu2", "first_iteration": 200, "last_iteration": 1200,
+     "message": "pu2 was never chosen in the last 1000 iterations"},
+    {"kind": "usage_collapse", "subject": "pu1", "first_iteration": 400, "last_iteration": 1200,
+     "message": "pu1 took > 90% of the actions for 800 iterations <&>"}]}
+
+
+def test_alarms_banner_shows_alarms_json_only_when_it_lists_alarms(tmp_path):
+    from inet.analysis.viz import alarm_banner, alarms
+
+    assert alarms(tmp_path) == [] and alarm_banner([]) == ""
+    (tmp_path / "alarms.json").write_text(json.dumps({"alarms": []}))
+    assert alarms(tmp_path) == []
+    (tmp_path / "alarms.json").write_text(json.dumps(ALARMS))
+    listed = alarms(tmp_path)
+    assert [(a["label"], a["subject"]) for a in listed] == [("dead PU", "pu2"), ("usage collapse", "pu1")]
+    banner = alarm_banner(listed)
+    assert banner.startswith('<div id="alarms" role="alert"><b>2 alarms</b>')
+    assert "iterations 200&ndash;1200" in banner and "&lt;&amp;&gt;" in banner and "<&>" not in banner
+    (tmp_path / "alarms.json").write_text("{not json")
+    (bad,) = alarms(tmp_path)
+    assert bad["kind"] == "unreadable" and "alarms.json could not be read" in bad["message"]
+
+
 def test_viewer_in_headless_chromium(run_dir, tmp_path):
-    """Open viewer.html from disk (offline), move the scrubber to two recorded iterations, check what it shows."""
+    """Open viewer.html from disk (offline), move the scrubber to recorded iterations, check what it shows:
+    the graph, Q-values, node writes by writer, the task instance, the CU's inputs, the PU functions, the
+    scrubber's marks, the play button and the alarms banner."""
+    page_path = run_dir / "viewer.html"
+    (run_dir / "alarms.json").unlink(missing_ok=True)
     proc = subprocess.run([sys.executable, "-m", "inet.cli", "viz", str(run_dir)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    page_path = run_dir / "viewer.html"
+    assert 'id="alarms"' not in page_path.read_text()  # no alarms.json: no banner
+    (run_dir / "alarms.json").write_text(json.dumps(ALARMS))
+    proc = subprocess.run([sys.executable, "-m", "inet.cli", "viz", str(run_dir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     assert page_path.stat().st_size > 1_000_000  # plotly.js is inlined
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
     sync_api = pytest.importorskip("playwright.sync_api")
     steps = _steps(run_dir)
+    for s in steps:
+        s["window"] = s["iteration"] - 1 - (s["iteration"] - 1) % 500
+    meta = json.loads((run_dir / "trace" / "meta.json").read_text())
+    functions = {f["window"]: f for f in map(json.loads, (run_dir / "trace" / "functions.jsonl").read_text().splitlines())}
     # two recorded iterations with different actions, one of them greedy
     first = next(i for i, s in enumerate(steps) if s["iteration"] > 500 and not s["random"])
     second = next((i for i, s in enumerate(steps) if i > first and s["action"] != steps[first]["action"]),
@@ -188,16 +277,83 @@ def test_viewer_in_headless_chromium(run_dir, tmp_path):
             assert [k for k, c in enumerate(bars["colors"]) if c == "#d62728"] == [rec["action"]]
             # the bars are drawn: one SVG bar per action
             assert page.locator("#qbars g.point").count() == 3
+            _check_cu_inputs(page, rec, meta)
+            _check_pu_functions(page, rec, functions)
+        # a submit that ended the instance: the task panel and who wrote what
+        submit = next(i for i, s in enumerate(steps) if s["iteration"] > 500 and s["action_name"] in ("pu1", "pu2"))
+        rec = steps[submit]
+        page.locator("#scrubber").fill(str(submit))
+        task, panel = rec["task"]["multitask"], page.locator("#task table[data-env=multitask]")
+        for field, want in [("input-a", task["inputs"]["a"]), ("input-b", task["inputs"]["b"]),
+                            ("target", task["target"]), ("submitted", task["submitted"]), ("error", task["error"])]:
+            assert float(panel.locator(f"tr[data-field={field}] td").inner_text()) == pytest.approx(want, rel=2e-3)
+        assert panel.locator("tr[data-field=ended] td").inner_text() == task["ended"]
+        n2 = page.locator("#node-values tr[data-node=n2] .writer")
+        assert n2.count() == 1 and n2.get_attribute("data-kind") == "pu"
+        assert n2.get_attribute("data-writer") == rec["action_name"]
+        for node in ("n0", "n1"):  # the new task instance's inputs, written by the Environment after the submit
+            w = page.locator(f"#node-values tr[data-node={node}] .writer")
+            assert (w.get_attribute("data-kind"), w.get_attribute("data-writer")) == ("new_task", "multitask")
+        assert page.locator("#node-values tr[data-node=n3] .writer").count() == 0
+        # the scrubber marks each new window and each new task instance
+        windows = [i for i in range(1, len(steps)) if steps[i]["window"] != steps[i - 1]["window"]]
+        instances = [i for i in range(1, len(steps)) if i not in windows and steps[i - 1]["terminal"]]
+        assert [int(x) for x in page.eval_on_selector_all("#scrub-marks .mark-window", "m => m.map(e => e.dataset.index)")] == windows
+        assert len(windows) == 2 and page.locator("#scrub-marks .mark-instance").count() == len(instances) > 0
         page.locator("#next").click()
-        assert page.locator("#iteration").inner_text() == str(steps[first + 1]["iteration"])
+        assert page.locator("#iteration").inner_text() == str(steps[submit + 1]["iteration"])
         page.locator("#prev").click()
-        assert page.locator("#action-name").inner_text() == steps[first]["action_name"]
+        assert page.locator("#action-name").inner_text() == rec["action_name"]
+        # play steps through the iterations until paused
+        page.locator("#play").click()
+        assert page.locator("#play").get_attribute("data-playing") == "true"
+        page.wait_for_function(f"document.getElementById('iteration').textContent !== '{rec['iteration']}'")
+        page.locator("#play").click()
+        assert page.locator("#play").get_attribute("data-playing") == "false"
+        paused_at = page.locator("#iteration").inner_text()
+        page.wait_for_timeout(900)
+        assert page.locator("#iteration").inner_text() == paused_at
+        assert int(paused_at) > rec["iteration"]
+        # the banner lists alarms.json's alarms
+        assert page.locator("#alarms li.alarm").count() == 2
+        banner = page.locator("#alarms").inner_text()
+        assert "dead PU pu2 iterations 200–1200: pu2 was never chosen" in banner and "<&>" in banner
         assert page.evaluate("document.getElementById('heatmap').data[0].type") == "heatmap"
         assert page.evaluate("document.getElementById('kpis').data.length") >= 3
+        page.locator("#scrubber").fill(str(first))
         page.screenshot(path=str(run_dir / "viewer.png"), full_page=True)
         browser.close()
     assert all(u.startswith(("file:", "data:", "blob:")) for u in requests), requests  # offline: nothing fetched
     assert (run_dir / "viewer.png").stat().st_size > 10_000
+
+
+def _check_cu_inputs(page, rec: dict, meta: dict) -> None:
+    """The CU's input vector as bars, one trace per part, in the order of the vector."""
+    bars = page.evaluate("""() => document.getElementById('cu-inputs').data.map(t => ({name: t.name, x: t.x, y: t.y}))""")
+    assert [b["name"] for b in bars] == ["history", "signals", "nodes", "meta"]
+    assert [x for b in bars for x in b["x"]] == [lab["label"] for lab in meta["cu_inputs"]]
+    assert [y for b in bars for y in b["y"]] == pytest.approx(rec["cu_input"])
+
+
+def _check_pu_functions(page, rec: dict, functions: dict) -> None:
+    """pu0 a heat map, pu1 and pu2 curves beside their targets, all as sampled at the scrubbed window."""
+    sampled = functions[rec["window"]]["pus"]
+    for pu in ("pu0", "pu1", "pu2"):
+        el = page.locator(f"#pu-fn-{pu}")
+        assert el.get_attribute("data-window") == str(rec["window"])
+        data = page.evaluate(f"""() => document.getElementById('pu-fn-{pu}').data.map(
+            t => ({{type: t.type, name: t.name, x: t.x, y: t.y, z: t.z}}))""")
+        if pu == "pu0":
+            assert data[0]["type"] == "heatmap" and data[0]["z"] == sampled["pu0"][0]
+            continue
+        assert data[0]["y"] == pytest.approx(sampled[pu][0])
+        target = next(t for t in data if t["name"].startswith("target"))
+        assert target["name"] == {"pu1": "target: 2a", "pu2": "target: b/2"}[pu]
+        assert target["y"] == pytest.approx([2 * x if pu == "pu1" else x / 2 for x in target["x"]], abs=1e-3)
+        marker = [t for t in data if t["name"] == "this iteration"]
+        assert len(marker) == (1 if rec["action_name"] == pu else 0)
+    # the curves are drawn (SVG paths), not only in the data
+    assert page.locator("#pu-fn-pu1 .scatterlayer path.js-line").count() >= 2
 
 
 def test_resumed_run_records_the_same_trace(tmp_path, monkeypatch):

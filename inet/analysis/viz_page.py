@@ -162,6 +162,9 @@ function functionsAt(window) {  // the PU functions sampled at this window (or t
 
 function puPlots(s) {
   const fns = functionsAt(s.window), box = document.getElementById('pu-functions');
+  if (!(meta.functions || []).length) {
+    box.textContent = 'No PU reads at most two scalars (or the trace predates PU functions).'; return;
+  }
   (meta.functions || []).forEach(spec => {
     const id = 'pu-fn-' + spec.pu;
     let el = document.getElementById(id);
