@@ -167,13 +167,15 @@ def test_reduce_trace_tells_an_env_action_from_a_new_task_instance(tmp_path):
     assert fetches
     for s in fetches:
         task = s["task"]["reduce"]
-        assert s["writes"][0] == ["n0", "env_action", "reduce.next", [float(task["inputs"]["x"][task["inputs"]["fetched"]])]]
+        item = float(task["inputs"]["x"][task["inputs"]["fetched"]])
+        assert s["writes"][0] == ["n0", "env_action", "reduce.next", [item]]
     submits = [s for s in steps if s["action_name"] == "pu0"]
     assert submits
     for s in submits:
         task = s["task"]["reduce"]
         assert s["writes"] == [["n1", "pu", "pu0", s["nodes"]["n1"]], ["n0", "new_task", "reduce", [0.0]]]
-        assert task["submitted"] == s["nodes"]["n1"][0] and task["error"] == pytest.approx(task["submitted"] - task["target"])
+        assert task["submitted"] == s["nodes"]["n1"][0]
+        assert task["error"] == pytest.approx(task["submitted"] - task["target"])
         assert task["ended"] in ("solved", "wrong answer")
 
 
@@ -298,7 +300,8 @@ def test_viewer_in_headless_chromium(run_dir, tmp_path):
         # the scrubber marks each new window and each new task instance
         windows = [i for i in range(1, len(steps)) if steps[i]["window"] != steps[i - 1]["window"]]
         instances = [i for i in range(1, len(steps)) if i not in windows and steps[i - 1]["terminal"]]
-        assert [int(x) for x in page.eval_on_selector_all("#scrub-marks .mark-window", "m => m.map(e => e.dataset.index)")] == windows
+        marked = page.eval_on_selector_all("#scrub-marks .mark-window", "m => m.map(e => parseInt(e.dataset.index))")
+        assert marked == windows
         assert len(windows) == 2 and page.locator("#scrub-marks .mark-instance").count() == len(instances) > 0
         page.locator("#next").click()
         assert page.locator("#iteration").inner_text() == str(steps[submit + 1]["iteration"])

@@ -45,7 +45,8 @@ def action_kinds(engine: Engine) -> List[dict]:
 
 
 def cu_input_labels(engine: Engine) -> List[dict]:
-    """Per entry of the CU's input vector (inet/rollout.py `observe`): its part and what it holds."""
+    """Per entry of the CU's input vector (inet/rollout.py `observe`): its part and what it holds
+    (`history` one-hot of the last actions, `signals`, the CU-visible `nodes`, `meta` flags)."""
     labels: List[Tuple[str, str]] = []
     n_envs = len(engine.envs)
     for part in engine.cfg.cu.inputs:
@@ -60,8 +61,8 @@ def cu_input_labels(engine: Engine) -> List[dict]:
                 labels += [(part, node if whole else f"{node}[{k}]") for k in range(start, stop)]
         else:
             labels += [(part, m) for m in META_INPUTS]
-    if len(labels) != engine.obs_dim:
-        raise AssertionError(f"CU input labels ({len(labels)}) do not match obs_dim ({engine.obs_dim})")
+    if len(labels) != engine.obs_dim:  # a learner or layout this does not know: entries by position only
+        labels = [("input", f"[{k}]") for k in range(engine.obs_dim)]
     return [{"part": p, "label": lab} for p, lab in labels]
 
 
