@@ -13,11 +13,16 @@ KPIs (inet/tasks/kpi_registry.py): the base class declares those every task has 
 `kpis`; a subclass adds its own in its own `kpis` (values from `metrics()`, or
 per task instance through `finish(..., extras)`), and those that depend on the
 configuration in `config_kpis(run)`.
+
+For the run viewer (inet/run/trace.py, `inet viz`), a task may describe its task
+instance (`describe`), declare the functions its route's PUs should compute
+(`target_functions`) and the ranges its nodes' values lie in (`value_ranges`);
+the defaults work for any task.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -73,6 +78,20 @@ class Step:
         self.losses.append((node, lanes, value, list(map(writers.__getitem__, lanes)), loss))
 
 
+@dataclass(frozen=True)
+class TargetFunction:
+    """A function a task knows one of its PUs should compute, drawn beside the PU's in the viewer.
+
+    `inputs` are the nodes the PU reads, in order (None: any node, e.g. a memory the
+    task does not name); `fn` maps one tensor [n, 1] per input to the target [n, 1].
+    """
+
+    pu: str
+    inputs: Tuple[Optional[str], ...]
+    fn: Callable[..., torch.Tensor]
+    label: str
+
+
 def lanes_by_action(actions: torch.Tensor) -> Dict[int, List[int]]:
     """The lanes that chose each action, by action index in ascending order (the order actions run in)."""
     return positions_by_value(actions)
@@ -115,6 +134,7 @@ class Environment:
             raise ConfigError(f"envs.{name}.signals: unknown signal '{unknown[0]}'; choose from {list(names)}")
         self.signal_names = tuple(chosen)
         self._signal_columns = [names.index(n) for n in chosen]
+        self.starting = False  # True while `feedback` starts new task instances (the trace attributes writes by it)
 
     @property
     def n_signals(self) -> int:
@@ -160,6 +180,25 @@ class Environment:
         """The longest task length trained on so far (inf: the task has no lengths); evaluation
         counts longer evaluated lengths as extrapolation."""
         return float("inf")
+
+    # -- for the run viewer (inet/run/trace.py) --------------------------------------
+    def describe(self, lane: int) -> Dict[str, object]:
+        """The task instance in `lane`: `inputs` (name -> value) and the `target` to submit (None: unknown).
+
+        The default shows the values of the nodes the Environment writes (`inputs`),
+        which is what a new task instance is made of; a task overrides it to name them.
+        """
+        return {"inputs": {n: self.nodes.values[n][lane].flatten().tolist() for n in self.cfg.inputs},
+                "target": None}
+
+    def target_functions(self) -> List[TargetFunction]:
+        """The functions this task's PUs should compute, where the task knows them (default: none)."""
+        return []
+
+    def value_ranges(self) -> Dict[str, Tuple[float, float]]:
+        """The range of values each node the task knows takes (the viewer draws PU functions over it;
+        a node not listed is drawn over [0, 1])."""
+        return {}
 
     # -- shared machinery ---------------------------------------------------------
     def require_scalar_io(self, inputs: int, outputs: int, usage: str) -> None:
@@ -236,7 +275,9 @@ class Environment:
             self.task_ended(lanes, self._success[lanes])
             self.task_reward[lanes] = 0.0
             self.age[lanes] = 0
+            self.starting = True
             self.start(lanes)
+            self.starting = False
 
     def state_dict(self) -> dict:
         return {"age": self.age.clone(), "task_reward": self.task_reward.clone(), "gen": self.gen.get_state(),

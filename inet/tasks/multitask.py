@@ -15,11 +15,11 @@ imprecise PUs (high).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
-from .env import TASK_SUCCESS_PANEL, Environment, Step
+from .env import TASK_SUCCESS_PANEL, Environment, Step, TargetFunction
 from .kpi_registry import KPI, MAIN_TABLE
 
 ROUTE = {"first": "pu0", "a_greater": "pu1", "b_greater": "pu2"}
@@ -86,6 +86,17 @@ class Multitask(Environment):
         is_first = step.actions == self.first
         self.last_first = is_first
         self.ran_first |= is_first
+
+    def describe(self, lane: int) -> Dict[str, object]:
+        return {"inputs": {"a": self.a[lane].item(), "b": self.b[lane].item()}, "target": self.target[lane].item()}
+
+    def target_functions(self) -> List[TargetFunction]:
+        """The PU for the larger input computes 2a (a > b) or b/2 (b > a), on its own input node."""
+        return [TargetFunction(self.route["a_greater"], (self.a_node,), lambda a: 2 * a, "2a"),
+                TargetFunction(self.route["b_greater"], (self.b_node,), lambda b: b / 2, "b/2")]
+
+    def value_ranges(self) -> Dict[str, Tuple[float, float]]:
+        return {self.a_node: (0.0, 1.0), self.b_node: (0.0, 1.0)}
 
     def task_state(self) -> dict:
         return {k: getattr(self, k).clone() for k in ("a", "b", "target", "ran_first", "last_first")}

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import ConfigError, RunConfig
 from .curriculum import Curriculum
-from .env import Environment, Step
+from .env import Environment, Step, TargetFunction
 from .kpi_registry import KPI, Panel
 
 FUNCTIONS = ("constant", "last", "and", "or", "xor")
@@ -198,6 +198,22 @@ class Reduce(Environment):
 
     def max_trained_length(self) -> float:
         return float(self.curriculum.max_reached if self.curriculum is not None else self.current_length)
+
+    def describe(self, lane: int) -> Dict[str, object]:
+        n = int(self.length[lane])
+        return {"inputs": {"x": self.seq[lane, :n].tolist(), "L": n, "fetched": int(self.pos[lane]), "f": self.f},
+                "target": int(self.target[lane])}
+
+    def target_functions(self) -> List[TargetFunction]:
+        """The reductor (item, memory) -> f(memory, item) on {0, 1} values (inputs rounded, as the task reads them)."""
+        def fn(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            x, m = x.round(), m.round()
+            out = {"xor": (x + m) % 2, "and": x * m, "or": torch.maximum(x, m), "last": x}
+            return out.get(self.f, torch.full_like(x, float(self.constant)))
+        return [TargetFunction(self.route["reduce"], (self.in_node, None), fn, f"{self.f}(memory, item)")]
+
+    def value_ranges(self) -> Dict[str, Tuple[float, float]]:
+        return {self.in_node: (0.0, 1.0), self.out_node: (0.0, 1.0)}
 
     def task_state(self) -> dict:
         state = {k: getattr(self, k).clone() for k in ("seq", "length", "pos", "target", "fresh", "reset_done",

@@ -8,11 +8,12 @@ exactly a plain MLP trained with one sample per step: the tape's equivalence tes
 from __future__ import annotations
 
 import math
+from typing import Dict, List, Tuple
 
 import torch
 
 from ..config import ConfigError
-from .env import Environment, Step
+from .env import Environment, Step, TargetFunction
 
 
 class Regression(Environment):
@@ -54,6 +55,17 @@ class Regression(Environment):
         step.add_loss(self.y_node, lanes, lambda v: (v - y).square().flatten(1).mean(1).sum())
         ok = err < self.tolerance
         self.finish(idx, ok, torch.where(ok, self.reward.success, self.reward.wrong_answer))
+
+    def describe(self, lane: int) -> Dict[str, object]:
+        x = self.x[lane]
+        return {"inputs": {"x": x.flatten().tolist()}, "target": self.target(x).flatten().tolist()}
+
+    def target_functions(self) -> List[TargetFunction]:
+        pu = self.params.get("pu")
+        return [] if pu is None else [TargetFunction(pu, (self.x_node,), self.target, "sin(pi x)")]
+
+    def value_ranges(self) -> Dict[str, Tuple[float, float]]:
+        return {self.x_node: (-1.0, 1.0), self.y_node: (-1.0, 1.0)}
 
     def task_state(self) -> dict:
         return {"x": self.x.clone()}
