@@ -31,6 +31,7 @@ MECHANISMS: Dict[str, List[str]] = {
     "curiosity_spread": ["cu=qr_dqn", "curiosity.kind=spread"],
     "explore_counts": ["cu.exploration=counts"],
     "explore_uncertainty": ["cu=qr_dqn", "cu.exploration=uncertainty"],
+    "self_imitation": ["cu.self_imitation=0.5"],
 }
 MULTITASK = "multitask/base,multitask/cu_inputs,multitask/training_wheels,multitask/pretrained"
 REDUCE = "reduce/xor,reduce/and"

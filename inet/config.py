@@ -183,6 +183,8 @@ class CUConfig:
     # epsilon at exploration_final_eps
     exploration: str = "epsilon"
     exploration_bonus: float = 1.0  # the bonus scale of exploration=counts / uncertainty
+    # paper 6.4 (b): weight of the self-imitation loss (Oh et al. 2018) on finished task instances' returns (0 = off)
+    self_imitation: float = 0.0
     max_grad_norm: float = 10.0  # gradient norm clip of the Q-network
     grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
     grad_to_nodes_scale: float = 1.0  # scale of the TD loss gradient into CU-visible nodes
@@ -410,6 +412,7 @@ def validate(cfg: RunConfig) -> None:
     _require(cu.exploration in EXPLORATION_KINDS, "cu.exploration",
              f"choose one of {list(EXPLORATION_KINDS)}, got '{cu.exploration}'")
     _require(cu.exploration_bonus >= 0, "cu.exploration_bonus", f"must be >= 0, got {cu.exploration_bonus}")
+    _require(cu.self_imitation >= 0, "cu.self_imitation", f"must be >= 0 (0 = off), got {cu.self_imitation}")
     _require(cu.max_grad_norm > 0, "cu.max_grad_norm", f"must be > 0, got {cu.max_grad_norm}")
     _require(0.0 < cu.popart_beta <= 1.0, "cu.popart_beta", f"must be in (0, 1], got {cu.popart_beta}")
 

@@ -23,6 +23,7 @@ from ..tasks.kpi_registry import EXPLORATION, KPI, LOSSES
 from .popart import PopArt
 from .protocol import ActInfo, Transition
 from .replay import ReplayBuffer
+from .self_imitation import SelfImitation
 
 
 class QNetwork(nn.Module):
@@ -82,7 +83,11 @@ class DQN:
             KPI("replay_ratio", "CU updates per stored transition", summary=None, tag_group="train"),
             KPI("bonus_share", "share of the last actions the exploration bonus chose over the greedy one "
                 "(cu.exploration counts / uncertainty)", rate=True, summary=None, plot=EXPLORATION,
-                tag_group="rollout"))
+                tag_group="rollout"),
+            KPI("sil_loss", "the last self-imitation loss (cu.self_imitation; null: off)", summary=None, plot=LOSSES,
+                tag_group="train"),
+            KPI("sil_share", "share of the last self-imitation batch whose return exceeded Q (the part that teaches)",
+                rate=True, summary=None, tag_group="train"))
     distributional = False  # whether `evaluate` returns return quantiles (cu.exploration=uncertainty needs them)
 
     def __init__(self, cfg: CUConfig, obs_dim: int, n_actions: int, total_iterations: int,
@@ -107,6 +112,12 @@ class DQN:
             raise ConfigError(f"cu.exploration: 'uncertainty' needs return quantiles, which {type(self).__name__} "
                               "does not learn; use cu=qr_dqn or cu.exploration=counts")
         self.counts = torch.zeros(n_actions, device=device)  # exploration=counts: times each action was taken
+        self.sil: Optional[SelfImitation] = None
+        if cfg.self_imitation > 0:
+            if heads > 1 or cfg.popart:
+                raise ConfigError("cu.self_imitation: self-imitation learns one value from summed returns; it does not "
+                                  "combine with several Environments' heads or PopArt (set it to 0)")
+            self.sil = SelfImitation(cfg.buffer_size, obs_dim, cfg.gamma, device)
         self.bonus_share = 0.0 if cfg.exploration != "epsilon" else float("nan")
 
     def epsilon(self, iteration: int) -> float:
@@ -178,6 +189,8 @@ class DQN:
         lane-iterations and a target update every `target_update_interval`."""
         reward, terminal = self._streams(t)
         self.remember(t.obs, t.actions, reward, t.next_obs, terminal)
+        if self.sil is not None:
+            self.sil.observe(t.obs, t.actions, reward, terminal)
         self.iteration = after
         c = self.cfg
         if after < c.learning_starts or self.replay.size < c.batch_size:
@@ -201,7 +214,8 @@ class DQN:
 
     def metrics(self) -> Dict[str, float]:
         return {"epsilon": self.epsilon(self.iteration), "td_loss": float(self.last_loss), "cu_updates": self.updates,
-                "replay_ratio": self.cfg.gradient_steps / self.cfg.train_freq, "bonus_share": float(self.bonus_share)}
+                "replay_ratio": self.cfg.gradient_steps / self.cfg.train_freq, "bonus_share": float(self.bonus_share),
+                **(self.sil.metrics() if self.sil else {"sil_loss": float("nan"), "sil_share": float("nan")})}
 
     @torch.no_grad()
     def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
@@ -257,6 +271,10 @@ class DQN:
         if self.popart is not None:
             self.popart_update(self._td_target(rewards, next_obs, terminal))
         loss = self._td_loss(obs, actions, rewards, next_obs, terminal)
+        if self.sil is not None:
+            imitation = self.sil.loss(lambda o: self.evaluate(o)[0], self.cfg.batch_size, self.gen)
+            if imitation is not None:
+                loss = loss + self.cfg.self_imitation * imitation
         self.optimizer.zero_grad()
         if not finite(loss):
             return f"the CU's TD loss is {loss.item()}"
@@ -291,6 +309,8 @@ class DQN:
                 "pending": None if self.pending is None else {k: v.clone() for k, v in self.pending.items()},
                 "steps": self.steps, "iteration": self.iteration, "updates": self.updates, "last_loss": self.last_loss,
                 "gen": self.gen.get_state(), "counts": self.counts.clone()}
+        if self.sil is not None:
+            state["sil"] = self.sil.state_dict()
         if self.popart is not None:
             state["popart"] = self.popart.state_dict()
         return state
@@ -305,6 +325,8 @@ class DQN:
         self.updates = state["updates"]
         self.last_loss = state["last_loss"]
         self.gen.set_state(state["gen"])
+        if self.sil is not None:
+            self.sil.load_state_dict(state["sil"])
         if "counts" in state:  # checkpoints written before exploration=counts have none
             self.counts = state["counts"].clone()
         if self.popart is not None:
