@@ -32,6 +32,7 @@ MECHANISMS: Dict[str, List[str]] = {
     "explore_counts": ["cu.exploration=counts"],
     "explore_uncertainty": ["cu=qr_dqn", "cu.exploration=uncertainty"],
     "self_imitation": ["cu.self_imitation=0.5"],
+    "pu_replay": ["pu_optim.replay=8"],
 }
 MULTITASK = "multitask/base,multitask/cu_inputs,multitask/training_wheels,multitask/pretrained"
 REDUCE = "reduce/xor,reduce/and"

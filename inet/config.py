@@ -227,6 +227,10 @@ class PUOptimConfig:
     random_use_scale: float = 1.0
     use_guard: Optional[float] = None  # damp a use's gradient to `use_guard` x the PU's running norm per use (null = off)
     use_normalise: bool = False  # rescale every use's gradient to the PU's running norm per use (3.1.2's variable gradients)
+    # paper 6.4 (a) (inet/pu_replay.py): pairs (inputs, output - replay_step x gradient) replayed per PU step (0 = off)
+    replay: int = 0
+    replay_size: int = 1000  # pairs kept per PU
+    replay_step: float = 0.5  # the target's step along the gradient (0.5: a squared error's minimum)
 
 
 @dataclass
@@ -432,6 +436,9 @@ def validate(cfg: RunConfig) -> None:
                  f"must be >= 1 (a multiple of the running norm per use) or null, got {cfg.pu_optim.use_guard}")
         _require(not cfg.pu_optim.use_normalise, "pu_optim.use_guard",
                  "use_normalise rescales every use already; set one of use_guard and use_normalise")
+    _require(cfg.pu_optim.replay >= 0, "pu_optim.replay", f"must be >= 0 (0 = off), got {cfg.pu_optim.replay}")
+    _require(cfg.pu_optim.replay_size >= 1, "pu_optim.replay_size", f"must be >= 1, got {cfg.pu_optim.replay_size}")
+    _require(cfg.pu_optim.replay_step > 0, "pu_optim.replay_step", f"must be > 0, got {cfg.pu_optim.replay_step}")
     _require(0.0 < cfg.pu_optim.guard_beta < 1.0, "pu_optim.guard_beta", f"must be in (0, 1), got {cfg.pu_optim.guard_beta}")
     cur = cfg.curiosity
     _require(cur.kind in CURIOSITY_KINDS, "curiosity.kind", f"choose one of {list(CURIOSITY_KINDS)}, got '{cur.kind}'")

@@ -35,6 +35,8 @@ from .pretrain import pretrain
 from .pu_optim import PUOptimizer
 from .protect import KPIS as PROTECT_KPIS
 from .protect import UseScaler
+from .pu_replay import KPIS as PU_REPLAY_KPIS
+from .pu_replay import PUReplay
 from .pus import build_pu, import_object
 from .rng import global_state, seed_everything, set_global_state
 from .rollout import Action, Rollout
@@ -106,7 +108,10 @@ class Engine:
             cfg.seed * 1000 + 999, dev)
 
         self.protect = UseScaler(cfg.pu_optim, dev)
-        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute, self.protect)
+        po = cfg.pu_optim
+        self.pu_replay = PUReplay(po.replay, po.replay_size, po.replay_step, cfg.seed * 1000 + 998, dev) \
+            if po.replay else None
+        self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute, self.protect, self.pu_replay)
         self._mark_random = cfg.pu_optim.random_use_scale != 1.0
         self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
         self.rollout = Rollout(cfg.cu, self.pus, cfg.pus, self.actions)
@@ -208,6 +213,8 @@ class Engine:
             self._nonfinite("the CU's TD gradient into the nodes is not finite")
         self.stats["tape_visited"] = self.tape.sweep(self.pus)
         if self.stats["tape_visited"]:
+            if self.pu_replay is not None:
+                self.pu_replay.backward(self.pus)
             self.tape.before_step(self.pus)
             problem = self.pu_optimizer.step()
             if problem:
@@ -305,7 +312,7 @@ class Engine:
 
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
-        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
+        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
         """Start a new log interval: the PU usage shares count actions from here."""
@@ -344,6 +351,7 @@ class Engine:
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
             **self.protect.metrics(),
+            **(self.pu_replay.metrics() if self.pu_replay else {"pu_replay_loss": float("nan")}),
             **(self.curiosity.metrics() if self.curiosity else {k.name: float("nan") for k in CURIOSITY_KPIS}),
             **self._learning_metrics(),
         })
@@ -380,6 +388,7 @@ class Engine:
             "action_counts": self.action_counts.clone(),
             "evaluation": {name: ev.state_dict() for name, ev in self.evaluators.items()},
             "protect": self.protect.state_dict(),
+            "pu_replay": self.pu_replay.state_dict() if self.pu_replay else None,
             "curiosity": self.curiosity.state_dict() if self.curiosity else None,
             "rng": global_state(),
         }
@@ -407,6 +416,8 @@ class Engine:
                 raise ConfigError("curiosity.kind: this checkpoint was written without curiosity; resume it with "
                                   "curiosity.kind=none")
             self.curiosity.load_state_dict(state["curiosity"])
+        if self.pu_replay is not None and state.get("pu_replay") is not None:
+            self.pu_replay.load_state_dict(state["pu_replay"])
         if "protect" in state:  # checkpoints written before per-use protection have none
             self.protect.load_state_dict(state["protect"])
         evaluation = state.get("evaluation", {})  # checkpoints written before evaluation existed have none

@@ -32,6 +32,7 @@ from .pus import run_pu
 
 if TYPE_CHECKING:
     from .protect import UseScaler
+    from .pu_replay import PUReplay
 
 
 @dataclass
@@ -67,9 +68,10 @@ class Tape:
     """Records of PU runs, pending node gradients, and the newest-first sweep."""
 
     def __init__(self, horizon: int, depth_decay: float = 1.0, recompute: str = "current",
-                 scaler: Optional["UseScaler"] = None):
+                 scaler: Optional["UseScaler"] = None, replay: Optional["PUReplay"] = None):
         self.horizon = horizon
         self.scaler = scaler if scaler is not None and scaler.active else None  # per-use gradient weights
+        self.replay = replay  # keeps the uses that got gradient, as supervised pairs
         self.depth_decay = depth_decay
         self.recompute = recompute
         self.versions: Dict[str, int] = {}  # `stored`: each PU's parameter version
@@ -218,6 +220,8 @@ class Tape:
             outs, stored = self._run(pus, rec, leaves, len(rec.lanes))
             if not self._backward(outs, grads):
                 return
+        if self.replay is not None:
+            self.replay.add(rec.pu, leaves, outs, grads)
         self._to_current(pus[rec.pu], stored)
         if deeper:
             self._pass_on(rec, [leaf.grad for leaf in leaves], depth)
@@ -250,6 +254,8 @@ class Tape:
                 grads = self.scaler.scale(first.pu, grads, random)
             if not self._backward(outs, grads):
                 return
+        if self.replay is not None:
+            self.replay.add(first.pu, leaves, outs, grads)
         self._to_current(pus[first.pu], stored)
         split = [None if leaf.grad is None else leaf.grad.split(sizes) for leaf in leaves]
         for k, (rec, depth, _) in enumerate(items):
