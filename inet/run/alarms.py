@@ -88,9 +88,10 @@ def q_bound(cfg: RunConfig) -> Optional[float]:
 
 
 class DriftProbe:
-    """Each PU's outputs on a fixed batch of its own inputs: up to PROBE_ROWS rows it ran on, taken from the
-    tape's records at log time (oldest first, each record once) and then kept. Rows are only appended, so the
-    outputs of two log rows compare on the rows both have. A PU reading no nodes is probed once."""
+    """Each PU's outputs on a fixed batch of its own inputs: the first PROBE_ROWS rows it ran on, taken from
+    the tape's new records after each iteration (until every probe is full) and then kept. Rows are only
+    appended, so the outputs of two log rows compare on the rows both have. A PU reading no nodes is probed
+    once."""
 
     def __init__(self, pus: Mapping[str, nn.Module], readers: Sequence[str], rows: int = PROBE_ROWS):
         """`readers`: the PUs that read nodes (the others are constants: one row, no inputs)."""
@@ -98,23 +99,31 @@ class DriftProbe:
         self.readers = set(readers)
         self.rows = rows
         self.inputs: Dict[str, List[torch.Tensor]] = {}  # per PU, per input node: [rows, *shape]
-        self.last: Dict[str, int] = {}  # per PU, the id of the newest record taken
+        self.scanned = -1  # the id of the newest record looked at
 
     def size(self, pu: str) -> int:
         return self.inputs[pu][0].shape[0] if pu in self.inputs else 0
 
+    @property
+    def full(self) -> bool:
+        return all(self.size(pu) >= self.rows for pu in self.readers)
+
     def collect(self, tape: Tape) -> None:
-        """Append the rows of records not taken yet, while a PU's probe has room."""
-        for rec in tape.records.values():
-            if rec.pu not in self.readers or rec.rid <= self.last.get(rec.pu, -1):
-                continue
+        """Append the rows of the records made since the last call (newest first, so a few per iteration are
+        looked at), while a PU's probe has room."""
+        new = []
+        for rec in reversed(tape.records.values()):
+            if rec.rid <= self.scanned:
+                break
+            new.append(rec)
+        for rec in reversed(new):
             room = self.rows - self.size(rec.pu)
-            if room <= 0:
-                continue
-            rows = [x[:room].detach().clone() for x in rec.inputs]
-            have = self.inputs.get(rec.pu)
-            self.inputs[rec.pu] = rows if have is None else [torch.cat([h, x]) for h, x in zip(have, rows)]
-            self.last[rec.pu] = rec.rid
+            if rec.pu in self.readers and room > 0:
+                rows = [x[:room].detach().clone() for x in rec.inputs]
+                have = self.inputs.get(rec.pu)
+                self.inputs[rec.pu] = rows if have is None else [torch.cat([h, x]) for h, x in zip(have, rows)]
+        if new:
+            self.scanned = new[0].rid
 
     def outputs(self) -> Dict[str, torch.Tensor]:
         """[rows, outputs flattened] of each PU with a probe (no gradient, no state changed)."""
@@ -129,11 +138,11 @@ class DriftProbe:
         return out
 
     def state_dict(self) -> dict:
-        return {"inputs": {k: list(v) for k, v in self.inputs.items()}, "last": dict(self.last)}
+        return {"inputs": {k: list(v) for k, v in self.inputs.items()}, "scanned": self.scanned}
 
     def load_state_dict(self, state: dict) -> None:
-        self.inputs = {k: list(v) for k, v in state.get("inputs", {}).items()}
-        self.last = dict(state.get("last", {}))
+        self.inputs = {k: list(v) for k, v in state["inputs"].items()}
+        self.scanned = state["scanned"]
 
 
 def relative_change(old: torch.Tensor, new: torch.Tensor) -> float:
@@ -274,16 +283,14 @@ class RunAlarms:
         self._write()
 
     def after_step(self, step: "Step") -> None:
-        """Count the CU's choices of the step just taken."""
+        """Count the CU's choices of the step just taken; probe rows from its PU runs while probes have room."""
         self.monitor.count(step.actions, self.engine.last_info.explored)
+        if self.drift and not self.probe.full:
+            self.probe.collect(self.engine.tape)
 
     def check(self, iteration: int, row: Mapping[str, float]) -> Tuple[Dict[str, float], List[str]]:
         """The log row's alarm columns, and the sentences of the alarms first raised now."""
-        outputs = None
-        if self.drift:
-            self.probe.collect(self.engine.tape)
-            outputs = self.probe.outputs()
-        columns = self.monitor.check(iteration, row, outputs)
+        columns = self.monitor.check(iteration, row, self.probe.outputs() if self.drift else None)
         if any(not math.isnan(v) and v > 0 for v in columns.values()):
             self._write()
         return columns, [f"iteration {a.first_iteration}, {a.kind} ({a.subject}): {a.message}" for a in self.monitor.raised]
