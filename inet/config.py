@@ -245,15 +245,17 @@ class AlarmsConfig:
     whose action was an exploration draw are left out of both the shares and N.
     """
 
-    dead_pu_iterations: int = 5000  # dead PU: a PU the CU did not choose in this many of its choices (0 = off)
-    collapse_share: float = 0.95  # usage collapse: one action's share of the CU's choices above this...
-    collapse_iterations: int = 5000  # ...in every log interval of this many of its choices in a row (0 = off)
-    # Q divergence: |Q| above this multiple of max_reward / (1 - gamma), the most any return can be (null = off)
+    dead_pu_iterations: int = 5000  # dead PU: raised for a PU the CU did not choose in this many of its choices (0 = off)
+    collapse_share: float = 0.95  # usage collapse: the share of the CU's choices above which one action took over
+    # usage collapse: raised once one action was above collapse_share in every log interval of this many of the
+    # CU's choices in a row (0 = off)
+    collapse_iterations: int = 5000
+    # Q divergence: raised for |Q| above this multiple of max_reward / (1 - gamma), the most any return can be (null = off)
     q_margin: Optional[float] = 2.0
     max_reward: Optional[float] = None  # the largest |reward| of one iteration (null: from the Environments' reward terms)
-    # PU drift: a PU's outputs on fixed probe inputs changed by more than this fraction between two log rows...
+    # PU drift: the relative change of a PU's outputs on fixed probe inputs between two log rows that is sharp (null = off)
     drift_change: Optional[float] = 0.5
-    drift_usage_change: float = 0.2  # ...while its usage share changed by more than this (absolute) between them
+    drift_usage_change: float = 0.2  # PU drift: the change of its usage share (absolute) that must come with a sharp change
 
 
 @dataclass

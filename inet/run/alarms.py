@@ -1,7 +1,8 @@
 """Alarms: watch each log interval's statistics and raise an alarm where training goes wrong in an IN's own way.
 
 Four alarms (keys under `alarms:`, inet/config.py `AlarmsConfig`), checked once per
-`log_interval` from counters kept anyway, so the iteration loop gains one counter update:
+`log_interval` from the engine's metrics; the iteration loop gains one counter update
+(and, until the drift probes are full, a look at the tape's newest records):
 - `dead_pu`: a PU the CU did not choose in its last `dead_pu_iterations` choices;
 - `usage_collapse`: one action took more than `collapse_share` of the CU's choices in
   every log interval of the last `collapse_iterations` choices;
@@ -46,11 +47,12 @@ KINDS = ("dead_pu", "usage_collapse", "q_divergence", "pu_drift")
 PROBE_ROWS = 64  # rows of a PU's inputs in its drift probe
 PANEL = Panel("alarms", "alarms (subjects in alarm)")
 KPIS: Tuple[KPI, ...] = tuple(
-    KPI(f"alarms_{kind}", f"{what} at this log row (0: none; the alarm is off where never measured)", integer=True,
-        summary=None, plot=PANEL, tag_group="alarms")
-    for kind, what in zip(KINDS, ("PUs the CU no longer chooses", "actions that took over the CU's choices",
-                                  "1 when the CU's Q-values exceed what the rewards allow",
-                                  "PUs whose function changed sharply as their usage changed")))
+    KPI(f"alarms_{kind}", f"{what}, at this log row (nan: the alarm is off)", integer=True, summary=None, plot=PANEL,
+        tag_group="alarms")
+    for kind, what in zip(KINDS, ("how many PUs the CU no longer chooses (dead PU)",
+                                  "how many actions took over the CU's choices (usage collapse)",
+                                  "1 if the CU's Q-values exceed what the rewards allow, else 0 (Q divergence)",
+                                  "how many PUs' functions changed sharply as their usage changed (PU drift)")))
 
 
 @dataclass
@@ -293,7 +295,8 @@ class RunAlarms:
         columns = self.monitor.check(iteration, row, self.probe.outputs() if self.drift else None)
         if any(not math.isnan(v) and v > 0 for v in columns.values()):
             self._write()
-        return columns, [f"iteration {a.first_iteration}, {a.kind} ({a.subject}): {a.message}" for a in self.monitor.raised]
+        return columns, [f"iteration {a.first_iteration}, {a.kind} ({a.subject}): {a.message}"
+                         for a in self.monitor.raised]
 
     def _write(self) -> None:
         write_atomic(self.path, self.monitor.json())
