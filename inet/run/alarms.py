@@ -163,7 +163,7 @@ class AlarmMonitor:
         self.pus = list(pus)
         self.q_bound = q_bound
         self.on = {"dead_pu": cfg.dead_pu_iterations > 0 and bool(self.pus),
-                   "usage_collapse": cfg.collapse_iterations > 0,
+                   "usage_collapse": cfg.collapse_iterations > 0 and len(self.actions) > 1,  # one action: no choice
                    "q_divergence": cfg.q_margin is not None and q_bound is not None,
                    "pu_drift": cfg.drift_change is not None and bool(self.pus)}
         self.chosen = torch.zeros(len(self.actions), dtype=torch.long, device=device)  # since the last check
