@@ -252,3 +252,11 @@ def test_bad_alarm_values_name_their_key(key, value):
     setattr(cfg.alarms, key, value)
     with pytest.raises(ConfigError, match=rf"^alarms\.{key}: "):
         validate(cfg)
+
+
+def test_no_usage_collapse_with_a_single_action():
+    m = AlarmMonitor(AlarmsConfig(collapse_iterations=100), ["pu0"], ["pu0"], q_bound=None)
+    for it in range(1, 4):
+        m.count(torch.zeros(100, dtype=torch.long), torch.zeros(100, dtype=torch.bool))
+        assert math.isnan(m.check(it * 100, {})["alarms_usage_collapse"])
+    assert not m.alarms
