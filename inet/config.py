@@ -279,6 +279,28 @@ class TraceConfig:
 
 
 @dataclass
+class AlarmsConfig:
+    """Alarms the runner raises while a run trains (inet/run/alarms.py), checked once per `log_interval`.
+
+    They go to alarms.json, TensorBoard (text `alarms`, scalars `alarms/<kind>`) and
+    kpis.csv. Dead PU and usage collapse count the CU's own choices: lane-iterations
+    whose action was an exploration draw are left out of both the shares and N.
+    """
+
+    dead_pu_iterations: int = 5000  # dead PU: raised for a PU the CU did not choose in this many of its choices (0 = off)
+    collapse_share: float = 0.95  # usage collapse: the share of the CU's choices above which one action took over
+    # usage collapse: raised once one action was above collapse_share in every log interval of this many of the
+    # CU's choices in a row (0 = off)
+    collapse_iterations: int = 5000
+    # Q divergence: raised for |Q| above this multiple of max_reward / (1 - gamma), the most any return can be (null = off)
+    q_margin: Optional[float] = 2.0
+    max_reward: Optional[float] = None  # the largest |reward| of one iteration (null: from the Environments' reward terms)
+    # PU drift: the relative change of a PU's outputs on fixed probe inputs between two log rows that is sharp (null = off)
+    drift_change: Optional[float] = 0.5
+    drift_usage_change: float = 0.2  # PU drift: the change of its usage share (absolute) that must come with a sharp change
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs. The top-level keys users override most come first."""
 
@@ -307,6 +329,7 @@ class RunConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # greedy evaluation during the run
     curiosity: CuriosityConfig = field(default_factory=CuriosityConfig)  # an intrinsic reward for the CU (paper 6.3)
     trace: TraceConfig = field(default_factory=TraceConfig)  # windows recorded for the viewer
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)  # dead PUs, usage collapse, Q divergence, PU drift
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -451,6 +474,7 @@ def validate(cfg: RunConfig) -> None:
     _require(tr.window >= 1, "trace.window", f"must be >= 1, got {tr.window}")
     _require(tr.window <= tr.interval, "trace.window", f"{tr.window} exceeds trace.interval {tr.interval}")
     _require(0 <= tr.lane < cfg.lanes, "trace.lane", f"must be in [0, lanes={cfg.lanes}), got {tr.lane}")
+    _validate_alarms(cfg.alarms)
     _validate_wheels(cfg.training_wheels, "training_wheels")
     for name, env in cfg.envs.items():
         _validate_wheels(env.training_wheels, f"envs.{name}.training_wheels")
@@ -492,3 +516,18 @@ def _validate_curriculum(c: "CurriculumConfig", key: str) -> None:
     _require(c.step >= 1, f"{key}.step", f"must be >= 1, got {c.step}")
     _require(c.hysteresis >= 0, f"{key}.hysteresis", f"must be >= 0, got {c.hysteresis}")
     _require(0.0 <= c.mix <= 1.0, f"{key}.mix", f"must be in [0, 1], got {c.mix}")
+
+
+def _validate_alarms(a: "AlarmsConfig") -> None:
+    _require(a.dead_pu_iterations >= 0, "alarms.dead_pu_iterations", f"must be >= 0 (0 = off), got {a.dead_pu_iterations}")
+    _require(0.0 < a.collapse_share < 1.0, "alarms.collapse_share", f"must be in (0, 1), got {a.collapse_share}")
+    _require(a.collapse_iterations >= 0, "alarms.collapse_iterations", f"must be >= 0 (0 = off), got {a.collapse_iterations}")
+    if a.q_margin is not None:
+        _require(a.q_margin >= 1.0, "alarms.q_margin", f"must be >= 1 (a multiple of the largest return) or null (off), "
+                 f"got {a.q_margin}")
+    if a.max_reward is not None:
+        _require(a.max_reward > 0, "alarms.max_reward", f"must be > 0, or null to take it from the reward terms, "
+                 f"got {a.max_reward}")
+    if a.drift_change is not None:
+        _require(a.drift_change > 0, "alarms.drift_change", f"must be > 0 (a relative change) or null (off), got {a.drift_change}")
+    _require(0.0 <= a.drift_usage_change < 1.0, "alarms.drift_usage_change", f"must be in [0, 1), got {a.drift_usage_change}")

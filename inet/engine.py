@@ -32,6 +32,7 @@ from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .nodes import ENV, Nodes
 from .pretrain import pretrain
+from .pu_loss import PULosses
 from .pu_optim import PUOptimizer
 from .protect import KPIS as PROTECT_KPIS
 from .protect import UseScaler
@@ -125,6 +126,7 @@ class Engine:
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
         self.action_counts = torch.zeros(self.n_actions, dtype=torch.long, device=dev)  # since `start_interval`
+        self.pu_losses = PULosses(list(self.pus), cfg.tape.horizon)  # each PU's loss since `start_interval`
         self._ones = torch.ones(b, dtype=torch.long, device=dev)
         for env in self.envs.values():
             env.reset()
@@ -271,12 +273,14 @@ class Engine:
         for node, lanes, value, writers, loss_fn in step.losses:
             v = value.detach().requires_grad_()
             with torch.enable_grad():
-                loss = loss_fn(v) * scale
+                raw = loss_fn(v)
+                loss = raw * scale
                 (g,) = torch.autograd.grad(loss, v)
             if not finite(loss):
                 self._nonfinite(f"the loss on node '{node}' is {loss.item()}")
                 continue
             total += loss.detach()
+            self.pu_losses.add(self.tape, writers, raw.detach())
             self.tape.add_grad(writers, node, lanes, g)
         self.stats["pu_loss"] = total
 
@@ -315,11 +319,12 @@ class Engine:
         return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
-        """Start a new log interval: the PU usage shares count actions from here."""
+        """Start a new log interval: the PU usage shares and losses count from here."""
         self.action_counts.zero_()
+        self.pu_losses.reset()
 
     def _learning_metrics(self) -> Dict[str, float]:
-        """Q-value stats of the last actions, learning rates, and per PU its usage share and gradient norm."""
+        """Q-value stats of the last actions, learning rates, and per PU its usage share, loss and gradient norm."""
         nan = float("nan")
         values = self.last_info.values if self.last_info is not None else None
         q = (values.float().mean().item(), values.min().item(), values.max().item()) if values is not None else (nan,) * 3
@@ -330,6 +335,7 @@ class Engine:
         total = sum(counts)
         for n in self.pus:
             out[f"pu_usage/{n}"] = counts[self.action_index[n]] / total if total else nan
+        out.update(self.pu_losses.means())
         optim = self.pu_optimizer
         for n, lr in optim.learning_rates().items():
             out[f"pu_grad_norm/{n}"] = optim.last_norms.get(n, nan)
@@ -386,6 +392,7 @@ class Engine:
             "kpis": {name: tracker.state_dict() for name, tracker in self.trackers.items()},
             "stats": dict(self.stats),
             "action_counts": self.action_counts.clone(),
+            "pu_losses": self.pu_losses.state_dict(),
             "evaluation": {name: ev.state_dict() for name, ev in self.evaluators.items()},
             "protect": self.protect.state_dict(),
             "pu_replay": self.pu_replay.state_dict() if self.pu_replay else None,
@@ -420,6 +427,8 @@ class Engine:
             self.pu_replay.load_state_dict(state["pu_replay"])
         if "protect" in state:  # checkpoints written before per-use protection have none
             self.protect.load_state_dict(state["protect"])
+        if "pu_losses" in state:  # checkpoints written before per-PU losses have none
+            self.pu_losses.load_state_dict(state["pu_losses"])
         evaluation = state.get("evaluation", {})  # checkpoints written before evaluation existed have none
         if "results" in evaluation:  # written before evaluation was per Environment: the only one's
             evaluation = {name: evaluation for name in self.evaluators}

@@ -1,5 +1,6 @@
 """TensorBoard dashboards of one run: SB3 tag prefixes, learning diagnostics (Q-values, learning rates, per PU
-usage share and gradient norm), typed HParams in the run's own event file, custom scalars, the KPI figure."""
+usage share, loss and gradient norm), alarms, typed HParams in the run's own event file, custom scalars, the KPI
+figure."""
 import math
 import subprocess
 import sys
@@ -62,12 +63,15 @@ def test_custom_scalars_layout_names_existing_tags(acc):
     (event,) = acc.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
     titles = [c.title for c in layout.category]
-    assert titles == ["KPIs", "Learning", "PUs"]
+    assert titles == ["KPIs", "Learning", "PUs", "Alarms"]
     charts = {(c.title, chart.title): set(chart.multiline.tag) for c in layout.category for chart in c.chart}
     assert charts["Learning", "Q-values"] == {"train/q_mean", "train/q_min", "train/q_max"}
     assert {"train/learning_rate", *(f"train/pu_learning_rate/{p}" for p in PUS)} == charts["Learning", "learning rates"]
     assert charts["PUs", "PU usage share"] == {f"rollout/pu_usage/{p}" for p in PUS}
     assert charts["PUs", "PU gradient norm"] == {f"train/pu_grad_norm/{p}" for p in PUS}
+    assert charts["PUs", "PU loss"] == {f"train/pu_loss/{p}" for p in PUS}
+    assert charts["Alarms", "alarms (subjects in alarm)"] == {
+        f"alarms/{k}" for k in ("dead_pu", "usage_collapse", "q_divergence", "pu_drift")}
     tags = {t for c in layout.category for chart in c.chart for t in chart.multiline.tag}
     scalars = set(acc.Tags()["scalars"])
     assert tags <= scalars, tags - scalars
@@ -102,10 +106,16 @@ def test_q_values_and_learning_rates(acc):
         assert all(v > 0 for v in _values(acc, f"train/pu_learning_rate/{pu}"))
 
 
-def test_per_pu_usage_share_and_gradient_norm(acc):
+def test_per_pu_usage_share_loss_and_gradient_norm(acc):
     usage = {pu: _values(acc, f"rollout/pu_usage/{pu}") for pu in PUS}
     for i in range(len(STEPS)):
         shares = [usage[pu][i] for pu in PUS]
         assert all(0.0 <= s <= 1.0 for s in shares) and 0.0 < sum(shares) <= 1.0 + 1e-6
     norms = [v for pu in PUS for v in _values(acc, f"train/pu_grad_norm/{pu}")]
     assert any(v > 0 for v in norms) and all(v >= 0 or math.isnan(v) for v in norms)
+    # multitask's loss is on the submitted node n2: it reaches pu1 and pu2 (which write n2), never pu0 (which
+    # writes n3, read by no PU)
+    losses = {pu: _values(acc, f"train/pu_loss/{pu}") for pu in PUS}
+    assert all(math.isnan(v) for v in losses["pu0"])
+    assert all(v >= 0 for pu in ("pu1", "pu2") for v in losses[pu] if not math.isnan(v))
+    assert any(v > 0 for pu in ("pu1", "pu2") for v in losses[pu])

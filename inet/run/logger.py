@@ -13,10 +13,12 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from ..tasks.kpi_registry import KPI, LEARNING, PUS, panels
+from .alarms import PANEL as ALARMS_PANEL, TEXT_TAG as ALARMS_TAG
 from .files import AppendFile, OutputWriteError, csv_lines, write_atomic
 
 KPI_CATEGORY = "KPIs"  # the custom-scalars category of the task KPIs
-CATEGORIES = {LEARNING: "Learning", PUS: "PUs"}  # the diagnostics' categories, by their panels' figure
+# the diagnostics' categories, by their panels' figure
+CATEGORIES = {LEARNING: "Learning", PUS: "PUs", ALARMS_PANEL.figure: "Alarms"}
 
 
 def _charts(by_panel: Dict) -> Dict[str, list]:
@@ -26,7 +28,8 @@ def _charts(by_panel: Dict) -> Dict[str, list]:
 
 def layout(kpis: Sequence[KPI], diagnostics: Sequence[KPI]) -> Dict[str, Dict[str, list]]:
     """The custom-scalars dashboard: the task KPIs' panels in one category (KPIs); the diagnostics' in one
-    category per figure (Learning: losses, Q-values, learning rates...; PUs: per-PU usage and gradient norm)."""
+    category per figure (Learning: losses, Q-values, learning rates...; PUs: per-PU usage, loss and gradient
+    norm; Alarms: the subjects in alarm per kind)."""
     out: Dict[str, Dict[str, list]] = {}
     kpi_charts = {t: c for by_panel in panels(kpis).values() for t, c in _charts(by_panel).items()}
     if kpi_charts:
@@ -119,9 +122,10 @@ class RunLogger:
             self.writer.add_figure(f"plots/{name}", figure, iteration, close=True)
         self.close()
 
-    def log(self, iteration: int, row: Dict[str, float]) -> None:
+    def log(self, iteration: int, row: Dict[str, float], alarms: Sequence[str] = ()) -> None:
         """One row: every metric to TensorBoard (flushed, so a failed write shows now), all but
-        wall-clock ones to kpis.csv (whole lines only, see inet/run/files.py)."""
+        wall-clock ones to kpis.csv (whole lines only, see inet/run/files.py); the sentences of the
+        alarms raised at this row (inet/run/alarms.py) to TensorBoard's text `alarms`."""
         undeclared = [k for k in row if k not in self.declared]
         if undeclared:
             raise ValueError(f"metric '{undeclared[0]}' is not declared: declare it in its task's `kpis` "
@@ -130,6 +134,8 @@ class RunLogger:
             for k, v in row.items():
                 if self.declared[k].tag:
                     self.writer.add_scalar(self.declared[k].tag, v, iteration)
+            if alarms:
+                self.writer.add_text(ALARMS_TAG, "\n".join(f"- {a}" for a in alarms), iteration)
             self.writer.flush()
         except OSError as e:
             raise OutputWriteError(Path(self.writer.log_dir), e) from None

@@ -6,8 +6,9 @@ Run directory (DESIGN.md section 8): `.hydra/` (written by Hydra), `tb/`,
 SIGTERM/SIGINT and at the end; `resume=true` continues from it), `pus/<name>.pt`
 (each PU's weights, loadable with `pretrained:`), `plots/` (one PNG per declared
 figure), `trace/` (recorded windows of iterations for the viewer, inet/run/trace.py),
-`run.log` (the progress lines and the final KPI table, inet/run/progress.py) and, for a
-run stopped by an error, `failed.json` (the reason, inet/run/failure.py).
+`run.log` (the progress lines and the final KPI table, inet/run/progress.py),
+`alarms.json` (the alarms raised, inet/run/alarms.py) and, for a run stopped by an
+error, `failed.json` (the reason, inet/run/failure.py).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from ..config import ConfigError, RunConfig
 from ..engine import Engine
 from ..guards import NonFiniteError
 from ..tasks import kpi_registry
-from . import checkpoint, failure
+from . import alarms, checkpoint, failure
 from .files import OutputWriteError, describe, json_text, save_atomic, write_atomic
 from .logger import RunLogger
 from .plots import plot_run
@@ -157,7 +158,7 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
 
     def save_checkpoint() -> None:
         state = {**runner_state, "wall_seconds": wall(), "checkpoint_iteration": engine.iteration,
-                 "trace": recorder.state_dict()}
+                 "trace": recorder.state_dict(), "alarms": watch.state_dict()}
         checkpoint.save(ckpt_path, cfg, engine.state_dict(), state)
         runner_state.update(state)  # only once it is on disk: `last_good` names it
 
@@ -171,26 +172,32 @@ def run(cfg: RunConfig, run_dir: Path, config_yaml: str) -> Dict[str, object]:
     offset, start = runner_state["wall_seconds"], time.perf_counter()
     wall = lambda: offset + time.perf_counter() - start  # noqa: E731
     every = cfg.checkpoint_interval
-    logger = recorder = progress = None
+    logger = recorder = progress = watch = None
     kpis = engine.declared_kpis()
     headline = [k.name for k in kpis if k.table == kpi_registry.MAIN_TABLE and k.curve]
     try:
         write_atomic(run_dir / kpi_registry.FILENAME, kpi_registry.dumps(kpis))
         progress = Progress(run_dir, cfg.iterations, engine.iteration, cfg.progress)
-        logger = RunLogger(run_dir, config_yaml, kpis, engine.diagnostics(), resume_at=resume_at, hparams=hparams(cfg))
+        logger = RunLogger(run_dir, config_yaml, kpis, [*engine.diagnostics(), *alarms.KPIS], resume_at=resume_at,
+                           hparams=hparams(cfg))
         recorder = TraceRecorder(run_dir, cfg.trace, cfg.log_interval, engine, resume_at=resume_at)
         recorder.load_state_dict(runner_state.get("trace", {}))
+        watch = alarms.RunAlarms(run_dir, cfg, engine)
+        if saved is not None:
+            watch.load_state_dict(runner_state.get("alarms", {}))
         with _StopSignals() as stop:
             while engine.iteration < cfg.iterations:
                 before = engine.iteration
                 recorder.before_step(engine)
                 step = engine.step()
                 recorder.after_step(before, engine, step)
+                watch.after_step(step)
                 it = engine.iteration
                 if it >= runner_state["next_log"] or it >= cfg.iterations:
                     row = engine.metrics()
                     row["iterations_per_second"] = it / wall()
-                    logger.log(it, row)
+                    columns, raised = watch.check(it, row)
+                    logger.log(it, {**row, **columns}, alarms=raised)
                     engine.start_interval()
                     recorder.log_usage(it)
                     progress.update(it, {k: row[k] for k in headline})

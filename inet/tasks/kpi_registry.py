@@ -26,8 +26,9 @@ FILENAME = "kpis.json"  # the run's declared KPIs, beside kpis.csv
 MAIN_TABLE = "KPIs"  # the report's first table: mean ± std [95% interval] per variant
 # TensorBoard tag prefixes, Stable-Baselines3's convention: rollout/ what acting produces (task KPIs,
 # exploration, action usage), train/ learning (losses, Q-values, gradient norms, learning rates, tape),
-# eval/ the greedy evaluation, time/ wall clock (TensorBoard only, never in kpis.csv)
-TAG_GROUPS = ("rollout", "train", "eval", "time")
+# eval/ the greedy evaluation, time/ wall clock (TensorBoard only, never in kpis.csv); alarms/ the runner's
+# alarms (inet/run/alarms.py)
+TAG_GROUPS = ("rollout", "train", "eval", "time", "alarms")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ LEARNING = "learning"  # the diagnostics' panels: TensorBoard charts only (the r
 PUS = "pus"  # the per-PU diagnostics' panels (TensorBoard's PUs category)
 LOSSES, EXPLORATION, TAPE, Q_VALUES, LEARNING_RATES = (
     Panel(LEARNING, t) for t in ("losses", "exploration", "tape and guards", "Q-values", "learning rates"))
-PU_USAGE, PU_GRAD_NORM = Panel(PUS, "PU usage share"), Panel(PUS, "PU gradient norm")
+PU_USAGE, PU_LOSS, PU_GRAD_NORM = Panel(PUS, "PU usage share"), Panel(PUS, "PU loss"), Panel(PUS, "PU gradient norm")
 
 # The engine's and runner's own metrics: how training goes, not how the task does. A learner declares its
 # own the same way (its class's `kpis`, e.g. inet/cu/dqn.py); `learner_kpis` collects them, `pu_kpis` the
@@ -190,14 +191,18 @@ DIAGNOSTICS: Tuple[KPI, ...] = (
 
 
 def pu_kpis(pus: Sequence[str], trained: Sequence[str]) -> Tuple[KPI, ...]:
-    """Per PU: its usage share (`pu_usage/<pu>`); per trained PU also its gradient norm and learning rate."""
+    """Per PU: its usage share (`pu_usage/<pu>`) and loss (`pu_loss/<pu>`, inet/pu_loss.py); per trained PU
+    also its gradient norm and learning rate."""
     usage = [KPI(f"pu_usage/{n}", f"share of the actions since the last log that ran PU {n}", rate=True,
                  summary=None, plot=PU_USAGE) for n in pus]
+    losses = [KPI(f"pu_loss/{n}", f"mean per-lane Environment loss, since the last log, of the losses whose gradient "
+                  f"reached a run of PU {n} through the tape", better="lower", summary=None, plot=PU_LOSS,
+                  tag_group="train") for n in pus]
     norms = [KPI(f"pu_grad_norm/{n}", f"PU {n}'s gradient norm at its last update (before clip and guard)",
                  summary=None, plot=PU_GRAD_NORM, tag_group="train") for n in trained]
     lrs = [KPI(f"pu_learning_rate/{n}", f"PU {n}'s learning rate", summary=None, plot=LEARNING_RATES,
                tag_group="train") for n in trained]
-    return (*usage, *norms, *lrs)
+    return (*usage, *losses, *norms, *lrs)
 
 
 def learner_kpis(learner: object) -> Tuple[KPI, ...]:
