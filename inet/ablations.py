@@ -48,6 +48,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(MECHANISMS),
                    help=f"comma-separated mechanisms to run (default all: {', '.join(MECHANISMS)})")
     p.add_argument("--combine", default="", help="comma-separated mechanisms to run together as one more row")
+    p.add_argument("--experiments", default=f"{MULTITASK},{REDUCE}",
+                   help="comma-separated experiments (default: the four multitask variants, reduce/xor, reduce/and)")
     p.add_argument("--args", default="", help="overrides of every job, e.g. 'lanes=4'")
     p.add_argument("--dry-run", action="store_true", help="print the sweeps' commands, run nothing")
     a = p.parse_args(argv)
@@ -57,13 +59,17 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return a
 
 
+def merged(*groups: Sequence[str]) -> List[str]:
+    """Overrides of several groups, each key once: a later group's value wins."""
+    return list({o.split("=", 1)[0]: o for group in groups for o in group}.values())
+
+
 def rows(a: argparse.Namespace) -> Dict[str, List[str]]:
     """The table's rows: each chosen mechanism, and the combination (if any), with their overrides."""
     out = {n: MECHANISMS[n] for n in a.only.split(",") if n}
     if a.combine:
         names = a.combine.split(",")
-        merged = {o.split("=", 1)[0]: o for n in names for o in MECHANISMS[n]}
-        out["+".join(names)] = list(merged.values())
+        out["+".join(names)] = merged(*(MECHANISMS[n] for n in names))
     return out
 
 
@@ -72,11 +78,15 @@ def sweeps(a: argparse.Namespace) -> List[List[str]]:
     budget = BUDGETS[a.budget]
     seeds = a.seeds or budget["seeds"]
     extra, out = shlex.split(a.args), Path(a.out)
+    chosen = a.experiments.split(",")
     jobs = []
     for name, overrides in rows(a).items():
-        for family, experiments in (("multitask", MULTITASK), ("reduce", REDUCE)):
-            jobs.append([f"experiment={experiments}", f"seed={seeds}", "progress=false", *budget[family],
-                         *overrides, *extra, f"hydra.sweep.dir={out / name / family}"])
+        for family in ("multitask", "reduce"):
+            experiments = [e for e in chosen if e.startswith(f"{family}/")]
+            if experiments:
+                jobs.append([f"experiment={','.join(experiments)}", f"seed={seeds}",
+                             *merged(["progress=false"], budget[family], overrides, extra),
+                             f"hydra.sweep.dir={out / name / family}"])
     return jobs
 
 

@@ -38,6 +38,11 @@ def test_the_full_budget_keeps_each_experiments_own_iterations():
     assert all("seed=0,1,2,3,4" in j for j in jobs)
 
 
+def test_experiments_can_be_narrowed():
+    jobs = sweeps(parse(["--only", "baseline,guard", "--experiments", "multitask/cu_inputs"]))
+    assert [j[0] for j in jobs] == ["experiment=multitask/cu_inputs"] * 2
+
+
 def test_a_combination_takes_each_key_once():
     a = parse(["--only", "", "--combine", "curiosity_spread,explore_uncertainty"])
     assert rows(a) == {"curiosity_spread+explore_uncertainty": ["cu=qr_dqn", "curiosity.kind=spread",
