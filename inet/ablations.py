@@ -93,7 +93,4 @@ def sweeps(a: argparse.Namespace) -> List[List[str]]:
 def main(argv: Sequence[str]) -> int:
     """Run the rows into --out (replacing it) and write their report; returns the exit status."""
     a = parse(argv)
-    if a.dry_run:
-        print("\n".join(shlex.join(["inet", "run", "-m", *job]) for job in sweeps(a)))
-        return 0
-    return run_set(sweeps(a), Path(a.out), f"budget {a.budget}, rows {', '.join(rows(a))}")
+    return run_set(sweeps(a), Path(a.out), f"budget {a.budget}, rows {', '.join(rows(a))}", a.dry_run)

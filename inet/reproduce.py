@@ -51,11 +51,15 @@ def sweeps(a: argparse.Namespace) -> List[List[str]]:
     return jobs
 
 
-def run_set(jobs: List[List[str]], out: Path, description: str) -> int:
+def run_set(jobs: List[List[str]], out: Path, description: str, dry_run: bool = False) -> int:
     """Run the `inet run -m` sweeps `jobs` into `out` (replacing it), note the wall time with `description`,
-    and write one report over all of them; returns 0, 1 (a job failed) or 2 (no report)."""
+    and write one report over all of them; returns 0, 1 (a job failed) or 2 (no report). `dry_run`: print
+    the sweeps' commands instead."""
     from .analysis.report import ReportError, write_report
 
+    if dry_run:
+        print("\n".join(shlex.join(["inet", "run", "-m", *job]) for job in jobs))
+        return 0
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     start = time.time()
@@ -78,8 +82,5 @@ def run_set(jobs: List[List[str]], out: Path, description: str) -> int:
 def main(argv: Sequence[str]) -> int:
     """Run the set into --out (replacing it) and write its report; returns the exit status."""
     a = parse(argv)
-    if a.dry_run:
-        print("\n".join(shlex.join(["inet", "run", "-m", *job]) for job in sweeps(a)))
-        return 0
     return run_set(sweeps(a), Path(a.out), f"seeds {a.seeds}; long variants: {a.long or 'as configured'}; "
-                   f"reduce: {a.reduce or 'as configured'}; extra: {a.args or 'none'}")
+                   f"reduce: {a.reduce or 'as configured'}; extra: {a.args or 'none'}", a.dry_run)
