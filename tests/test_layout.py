@@ -1,9 +1,9 @@
 """The package layout: inet/'s import graph has no cycle, and the layers only import downwards.
 
-Layers (docs/engine.md): the core (top-level modules but cli, compose, api, reproduce),
+Layers (docs/engine.md): the core (top-level modules but cli, compose, api, reproduce, ablations),
 inet/cu (learners) and inet/tasks (Environments, curriculum, KPIs) sit at the bottom;
 inet/run (runner and the run's outputs) above them; inet/analysis (report, viewer,
-sweep records) above that; inet.compose, inet.api (the Python API), inet.cli, inet.reproduce and the package
+sweep records) above that; inet.compose, inet.api (the Python API), inet.cli, inet.reproduce, inet.ablations and the package
 itself (inet/__init__.py, which re-exports the API) at the top.
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _layer(mod: str) -> str:
         return "entry"  # inet/__init__.py: the Python API
     if parts[1] in ("cu", "tasks", "run", "analysis"):
         return parts[1]
-    if parts[1] in ("cli", "compose", "api", "reproduce"):
+    if parts[1] in ("cli", "compose", "api", "reproduce", "ablations"):
         return "entry"
     return "core"
 
