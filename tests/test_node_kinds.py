@@ -319,3 +319,22 @@ def test_the_command_refuses_bad_kinds_before_any_run_directory_exists(tmp_path,
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         prepare(["experiment=emulate/attention", override, f"hydra.run.dir={run_dir}"])
     assert not run_dir.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_from_before_node_kinds_still_resumes(tmp_path):
+    """Its config has no nodes.<n>.kind/capacity/slots/address/k: they are at their defaults, not a changed config."""
+    from inet.run import checkpoint
+
+    cfg = compose(["experiment=emulate/fnn", "iterations=50"])
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, cfg, Engine(cfg).state_dict(), {})
+    state = torch.load(path, weights_only=False)
+    new = ("kind", "capacity", "slots", "address", "k")
+    state["config"] = {k: v for k, v in state["config"].items()
+                       if not (k.startswith("nodes.") and k.rsplit(".", 1)[1] in new)}
+    assert len(state["config"]) < len(checkpoint.flat_config(cfg))
+    torch.save(state, path)
+    checkpoint.load(path, cfg)
+    changed = compose(["experiment=emulate/fnn", "iterations=50", "+nodes.extra={kind:combiner,k:2}"])
+    with pytest.raises(ConfigError, match="nodes.extra.k: .<unset>. -> 2"):
+        checkpoint.load(path, changed)
