@@ -95,3 +95,16 @@ def test_scripted_route_is_the_rule_and_the_learned_variants_compose():
     assert engine.kpis.snapshot()["route_rate"] == 1.0
     for exp in ("emulate/rnn_learned", "emulate/attention_learned"):
         assert compose([f"experiment={exp}"]).cu.script is None
+
+
+def test_route_rate_counts_breaking_the_rule_and_failing():
+    """Instances: a second rnn run on one item (submitted, rule broken); the rule (kept); only resets until the
+    timeout (failed, so not kept)."""
+    engine = Engine(compose(["experiment=emulate/rnn", "seed=0"]))
+    rule = ["reset", *["next", "rnn"] * 4, "readout"]
+    actions = [*rule[:3], "rnn", *rule[3:], *rule, *["reset"] * 12]
+    ended = []
+    for name in actions:
+        ended += engine.rollout.apply(engine.world, torch.tensor([engine.action_index[name]])).ended
+    assert [bool(e.submitted[0]) for e in ended] == [True, True, False]
+    assert [bool(e.extras["route_rate"][0]) for e in ended] == [False, True, False]

@@ -18,7 +18,7 @@ one optimizer step, as in plain sequence training. Success: every output within
 `submit`, and `clear`: an accumulating node's clear action, optional): clear and reset
 once at the start of a sequence, one `step` run per new item, then `submit` once per
 output. `teacher` is that rule as a scripted CU; the KPI `route_rate` is the share of
-submitted task instances whose actions followed it. The length L is
+task instances that followed it to their submit (one that failed did not). The length L is
 `curriculum.start_length`.
 """
 from __future__ import annotations
@@ -41,8 +41,9 @@ class Sequence(Environment):
     actions = ("next",)
     task_signals = ("new_item", "end_of_sequence")  # the last action fetched an item; all items fetched
     kpis = (
-        KPI("route_rate", "share of the last kpi_window submitted task instances whose actions followed the rule of "
-            "paper 3.3.2 (clear and reset first, one step run per item, then the submits)", better="higher",
+        KPI("route_rate", "share of the last kpi_window task instances that followed the rule of paper 3.3.2 to "
+            "their submit (clear and reset first, one step run per item, then the submits); a failed one did not",
+            better="higher",
             rate=True, plot=TASK_SUCCESS_PANEL, table=MAIN_TABLE),
     )
 
@@ -182,6 +183,11 @@ class Sequence(Environment):
             reward = torch.where(ok, torch.tensor(r.success, device=self.device),
                                  torch.tensor(r.wrong_answer, device=self.device))
         self.finish(idx, ok, reward, {"route_rate": self.route_ok[idx] & ~self.pending[idx]})
+
+    def fail(self, lanes: torch.Tensor, penalty: float) -> None:
+        """A failed instance (invalid action, timeout) counts as not following the rule in `route_rate`."""
+        super().fail(lanes, penalty)
+        self._extras.setdefault("route_rate", torch.zeros(self.lanes, dtype=torch.bool, device=self.device))
 
     def extra_signals(self) -> torch.Tensor:
         return torch.stack([self.fresh.float(), (self.pos >= self.length).float()], 1)
