@@ -86,10 +86,8 @@ class NodeKind:
 
     def clear(self, nodes, name: str, lanes: Sequence[int]) -> None:
         """Empty the node in `lanes`."""
-        b = nodes.lanes
         idx = torch.tensor(lanes, device=nodes.device)
-        nodes.values[name] = nodes.values[name].index_fill(0, idx, 0.0) if len(lanes) < b else \
-            torch.zeros_like(nodes.values[name])
+        nodes.values[name] = nodes.values[name].index_fill(0, idx, 0.0)  # out of place: records keep the old
         for lane in lanes:
             nodes.slot_writers[name][lane] = [ENV] * self.size
             nodes.counts[name][lane] = 0
@@ -97,6 +95,7 @@ class NodeKind:
 
 
 def _positive(cfg: "NodeConfig", key: str, kind: str) -> Problem:
+    """The option `key` of a node of `kind` must be set and >= 1."""
     value = getattr(cfg, key)
     if value is None:
         return key, f"kind {kind} needs `{key}:` (an integer >= 1)"
