@@ -7,8 +7,11 @@ Library code receives these dataclasses as plain objects, never Hydra globals.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from .node_kinds import KINDS, check_node
 
 CU_INPUT_PARTS = ("history", "signals", "nodes", "meta")
 PU_KINDS = ("mlp", "gru", "mover", "constant", "custom")
@@ -37,6 +40,12 @@ class NodeConfig:
     # lane-iteration at which rounding starts (straight-through rounding from scratch hides
     # the continuous signal a PU learns from; start it once the PUs are roughly right)
     round_from: int = 0
+    # what the node stores (inet/node_kinds.py): vector (one value), accumulating, memory or combiner
+    kind: str = "vector"
+    capacity: Optional[int] = None  # accumulating: the most entries it holds
+    slots: Optional[int] = None  # memory: the number K of addressable slots
+    address: Optional[str] = None  # memory: the vector node of K values whose argmax is the slot read or written
+    k: Optional[int] = None  # combiner: how many of the last values written it combines
 
 
 @dataclass
@@ -377,6 +386,9 @@ def validate(cfg: RunConfig) -> None:
         if node.round_to is not None:
             _require(len(node.round_to) >= 1, f"{key}.round_to", "list at least one value, e.g. [0, 1], or null for off")
         _require(node.round_from >= 0, f"{key}.round_from", f"must be >= 0, got {node.round_from}")
+        problem = check_node(name, node, cfg.nodes)
+        if problem:
+            raise ConfigError(f"{key}.{problem[0]}: {problem[1]}")
 
     for name, pu in cfg.pus.items():
         key = f"pus.{name}"
@@ -396,8 +408,13 @@ def validate(cfg: RunConfig) -> None:
             _require(bool(pu.pretrain.data), f"{key}.pretrain.data", "name the data function, e.g. inet.tasks.multitask.double_data")
             _require(pu.pretrain.batch_size >= 1, f"{key}.pretrain.batch_size", "must be >= 1")
 
+    _validate_batch_readers(cfg)
     for name, env in cfg.envs.items():
         key = f"envs.{name}"
+        for part in ("inputs", "outputs"):
+            for n in getattr(env, part):
+                _require(n not in cfg.nodes or cfg.nodes[n].kind == "vector", f"{key}.{part}",
+                         f"node '{n}' is {cfg.nodes[n].kind if n in cfg.nodes else ''}; Environments read and write vector nodes")
         _require(bool(env._target_), f"{key}._target_", "name the Environment class, e.g. inet.tasks.multitask.Multitask")
         _check_nodes_exist(cfg, f"{key}.inputs", env.inputs)
         _check_nodes_exist(cfg, f"{key}.outputs", env.outputs)
@@ -502,6 +519,26 @@ def training_wheels(cfg: RunConfig) -> Dict[str, TrainingWheelsConfig]:
     if cfg.training_wheels.iterations > 0:
         out[next(iter(cfg.envs))] = cfg.training_wheels
     return out
+
+
+def _validate_batch_readers(cfg: RunConfig) -> None:
+    """A node read as a batch (accumulating) needs a PU class that declares `accepts_batch = True`."""
+    for name, pu in cfg.pus.items():
+        for n in pu.inputs:
+            node = cfg.nodes.get(n)
+            if node is None or not KINDS[node.kind].batch:
+                continue
+            cls = None
+            if pu.kind == "custom" and pu._target_:
+                module, _, attr = pu._target_.rpartition(".")
+                try:
+                    cls = getattr(importlib.import_module(module), attr)
+                except (ImportError, AttributeError, ValueError):
+                    continue  # building the PU names the bad _target_
+            _require(bool(getattr(cls, "accepts_batch", False)), f"pus.{name}.inputs",
+                     f"node '{n}' is {node.kind}: a reader gets its entries and a mask as a batch, and PU "
+                     f"{'kind ' + pu.kind if cls is None else pu._target_} does not accept a batch; read it with "
+                     "a PU class that sets accepts_batch = True (e.g. inet.pu_attention.AttentionDecoder)")
 
 
 def _validate_curriculum(c: "CurriculumConfig", key: str) -> None:

@@ -30,7 +30,8 @@ from .cu.curiosity import KPIS as CURIOSITY_KPIS
 from .cu.curiosity import Curiosity
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
-from .nodes import ENV, Nodes
+from .node_kinds import Combine, Combiner as CombinerKind
+from .nodes import ENV, Nodes, pu_view, reader
 from .pretrain import pretrain
 from .pu_loss import PULosses
 from .pu_optim import PUOptimizer
@@ -62,7 +63,12 @@ class Engine:
                 for i, k in enumerate(["cu", "pretrain", *(f"env:{e}" for e in cfg.envs)])}
 
         self.nodes = Nodes(cfg.nodes, b, dev)
-        self.pus = nn.ModuleDict({n: build_pu(n, p, self.nodes.shapes) for n, p in cfg.pus.items()}).to(dev)
+        views = {n: pu_view(p, self.nodes) for n, p in cfg.pus.items()}
+        self.pus = nn.ModuleDict({n: build_pu(n, *views[n]) for n, p in cfg.pus.items()}).to(dev)
+        # combiner nodes' learned weights, and each PU as the tape and rollout run it (combiner inputs combined)
+        self.node_modules = nn.ModuleDict({f"node:{n}": Combine(k.size) for n, k in self.nodes.kinds.items()
+                                           if isinstance(k, CombinerKind)}).to(dev)
+        self.runners = {n: reader(self.pus[n], p, self.nodes, self.node_modules) for n, p in cfg.pus.items()}
         self.pretrain_loss = {n: pretrain(n, self.pus[n], p.pretrain, gens["pretrain"], dev)
                               for n, p in cfg.pus.items() if p.pretrain.steps > 0}
         for n, p in cfg.pus.items():
@@ -75,6 +81,8 @@ class Engine:
             self.envs[name] = cls(name, ecfg, self.nodes, b, dev, gens[f"env:{name}"])
         self.actions: List[Action] = [(env.name, a) for env in self.envs.values() for a in env.actions]
         self.actions += [(None, n) for n in cfg.pus]
+        node_actions = {f"{a}_{n}": (n, a) for n, k in self.nodes.kinds.items() for a in k.actions}
+        self.actions += [(None, a) for a in node_actions]
         self.action_names = [a for _, a in self.actions]
         dup = {a for a in self.action_names if self.action_names.count(a) > 1}
         if dup:
@@ -114,8 +122,10 @@ class Engine:
             if po.replay else None
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute, self.protect, self.pu_replay)
         self._mark_random = cfg.pu_optim.random_use_scale != 1.0
-        self.pu_optimizer = PUOptimizer(self.pus, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
-        self.rollout = Rollout(cfg.cu, self.pus, cfg.pus, self.actions)
+        trained = self.pus if not len(self.node_modules) else nn.ModuleDict({**self.pus, **self.node_modules})
+        self.pu_optimizer = PUOptimizer(trained, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
+        self.rollout = Rollout(cfg.cu, self.runners, cfg.pus, self.actions, node_actions,
+                               [n for n, p in cfg.pus.items() if set(p.inputs + p.outputs) & self.nodes.kinds.keys()])
 
         self.iteration = 0
         self.world = self.rollout.new_world(self.nodes, self.envs)
@@ -213,11 +223,11 @@ class Engine:
             self._cu_node_grads(g * (cfg.cu.grad_to_nodes_scale * cfg.tape.cu_scale))
         elif g is not None:
             self._nonfinite("the CU's TD gradient into the nodes is not finite")
-        self.stats["tape_visited"] = self.tape.sweep(self.pus)
+        self.stats["tape_visited"] = self.tape.sweep(self.runners)
         if self.stats["tape_visited"]:
             if self.pu_replay is not None:
-                self.pu_replay.backward(self.pus)
-            self.tape.before_step(self.pus)
+                self.pu_replay.backward(self.runners)
+            self.tape.before_step(self.runners)
             problem = self.pu_optimizer.step()
             if problem:
                 self._nonfinite(problem)
@@ -381,6 +391,7 @@ class Engine:
             "iteration": self.iteration,
             "nodes": self.nodes.state_dict(),
             "pus": self.pus.state_dict(),
+            **({"node_modules": self.node_modules.state_dict()} if len(self.node_modules) else {}),
             "pu_optimizer": self.pu_optimizer.state_dict(),
             "cu": self.cu.state_dict(),
             "tape": self.tape.state_dict(),
@@ -404,6 +415,8 @@ class Engine:
         self.iteration = state["iteration"]
         self.nodes.load_state_dict(state["nodes"])
         self.pus.load_state_dict(state["pus"])
+        if len(self.node_modules):
+            self.node_modules.load_state_dict(state["node_modules"])
         self.pu_optimizer.load_state_dict(state["pu_optimizer"])
         self.cu.load_state_dict(state["cu"])
         self.tape.load_state_dict(state["tape"])

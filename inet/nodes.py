@@ -7,16 +7,22 @@ node finds the PU runs that produced it.
 A node with `round_to` snaps every value written into it, from iteration
 `round_from` on, to the nearest listed value (paper 5.2.2.5). The tape recomputes a record's forward pass without the
 rounding and hands it the node's gradient unchanged: a straight-through gradient.
+
+A node of another kind than `vector` (inet/node_kinds.py: accumulating, memory,
+combiner) keeps `size` entries per lane, [B, size, *shape], with the writer of each
+entry (`slot_writers`) and the number filled (`counts`); its kind reads and writes it.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .config import NodeConfig
+from torch import nn
 
-ENV = -1  # writer id of values written by an Environment (ends a gradient chain)
+from .config import NodeConfig, PUConfig
+from .node_kinds import ENV, KINDS, CombinedInputs, Combiner, NodeKind
 
 
 def every_lane(lanes: Sequence[int], b: int) -> bool:
@@ -53,10 +59,15 @@ class Nodes:
         self.lanes = lanes
         self.device = device
         self.shapes: Dict[str, tuple] = {n: tuple(s.shape) for n, s in specs.items()}
+        self.kinds: Dict[str, NodeKind] = {n: KINDS[s.kind](s) for n, s in specs.items() if s.kind != "vector"}
         self.values: Dict[str, torch.Tensor] = {
-            n: torch.zeros(lanes, *shape, device=device) for n, shape in self.shapes.items()
+            n: torch.zeros(lanes, *(() if n not in self.kinds else (self.kinds[n].size,)), *shape, device=device)
+            for n, shape in self.shapes.items()
         }
-        self.writers: Dict[str, List[int]] = {n: [ENV] * lanes for n in specs}
+        self.writers: Dict[str, List[int]] = {n: [ENV] * lanes for n in specs}  # kinds: the last writer
+        self.slot_writers: Dict[str, List[List[int]]] = {n: [[ENV] * k.size for _ in range(lanes)]
+                                                         for n, k in self.kinds.items()}
+        self.counts: Dict[str, List[int]] = {n: [0] * lanes for n in self.kinds}
         self._levels: Dict[str, torch.Tensor] = {
             n: torch.tensor(s.round_to, dtype=torch.float32, device=device)
             for n, s in specs.items() if s.round_to is not None}
@@ -84,6 +95,12 @@ class Nodes:
 
         Out of place: tape records keep references to the values they read.
         """
+        if self.kinds and name in self.kinds:
+            self.kinds[name].write(self, name, lanes, value, writer)
+            w = self.writers[name]
+            for lane in lanes:
+                w[lane] = writer
+            return
         if name in self.round_to:
             value = snap(value, self.round_to[name])
         w = self.writers[name]
@@ -96,6 +113,21 @@ class Nodes:
             for lane in lanes:
                 w[lane] = writer
 
+    def read(self, name: str, lanes: Sequence[int], idx: Optional[torch.Tensor]) -> List[tuple]:
+        """What a PU on `lanes` (`idx`: their index tensor, None for all) reads from node `name`:
+        [(tensor, parents per row)], one pair per tensor the PU gets (inet/node_kinds.py)."""
+        kind = self.kinds.get(name)
+        if kind is not None:
+            return kind.read(self, name, lanes, idx)
+        w = self.writers[name]
+        if idx is None:
+            return [(self.values[name], list(w))]
+        return [(self.values[name][idx], list(map(w.__getitem__, lanes)))]
+
+    def clear(self, name: str, lanes: Sequence[int]) -> None:
+        """Empty node `name` in `lanes` (the CU's `clear_<node>` action)."""
+        self.kinds[name].clear(self, name, lanes)
+
     def cu_input(self) -> torch.Tensor:
         """[B, cu_size]: the CU-visible views, concatenated."""
         parts = [self.values[n].reshape(self.lanes, -1)[:, a:b] for n, a, b in self.cu_views]
@@ -106,13 +138,51 @@ class Nodes:
         live = set()
         for w in self.writers.values():
             live.update(w)
+        for slots in self.slot_writers.values():
+            for w in slots:
+                live.update(w)
         live.discard(ENV)
         return live
 
     def state_dict(self) -> dict:
-        return {"values": {n: v.clone() for n, v in self.values.items()},
-                "writers": {n: list(w) for n, w in self.writers.items()}}
+        state = {"values": {n: v.clone() for n, v in self.values.items()},
+                 "writers": {n: list(w) for n, w in self.writers.items()}}
+        if self.kinds:
+            state["slot_writers"] = {n: [list(w) for w in ws] for n, ws in self.slot_writers.items()}
+            state["counts"] = {n: list(c) for n, c in self.counts.items()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.values = {n: v.clone() for n, v in state["values"].items()}
         self.writers = {n: list(w) for n, w in state["writers"].items()}
+        if self.kinds:
+            self.slot_writers = {n: [list(w) for w in ws] for n, ws in state["slot_writers"].items()}
+            self.counts = {n: list(c) for n, c in state["counts"].items()}
+
+
+def pu_view(cfg: PUConfig, nodes: Nodes) -> Tuple[PUConfig, Dict[str, tuple]]:
+    """The PU's config and node shapes as the PU itself sees them: a node of another kind may hand it several
+    tensors (an accumulating node: entries and mask, named `<node>` and `<node>.mask`)."""
+    if not set(cfg.inputs) & nodes.kinds.keys():
+        return cfg, nodes.shapes
+    shapes, inputs = dict(nodes.shapes), []
+    for n in cfg.inputs:
+        kind = nodes.kinds.get(n)
+        for suffix, shape in kind.pieces() if kind is not None else [("", nodes.shapes[n])]:
+            shapes[n + suffix] = shape
+            inputs.append(n + suffix)
+    return dataclasses.replace(cfg, inputs=inputs), shapes
+
+
+def reader(pu: nn.Module, cfg: PUConfig, nodes: Nodes, node_modules: nn.ModuleDict) -> nn.Module:
+    """The PU as the rollout and tape run it: wrapped to combine its combiner inputs first, if it reads any."""
+    if not any(isinstance(nodes.kinds.get(n), Combiner) for n in cfg.inputs):
+        return pu
+    plan = []
+    for n in cfg.inputs:
+        kind = nodes.kinds.get(n)
+        if isinstance(kind, Combiner):
+            plan.append(node_modules[f"node:{n}"])
+        else:
+            plan += [None] * (len(kind.pieces()) if kind is not None else 1)
+    return CombinedInputs(pu, plan)

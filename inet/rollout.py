@@ -44,12 +44,17 @@ class World:
 class Rollout:
     """Observation, action dispatch and history for any world of this IN's nodes, PUs and Environments."""
 
-    def __init__(self, cu: CUConfig, pus: nn.ModuleDict, pu_cfgs: Dict[str, PUConfig], actions: Sequence[Action]):
+    def __init__(self, cu: CUConfig, pus: Dict[str, nn.Module], pu_cfgs: Dict[str, PUConfig], actions: Sequence[Action],
+                 node_actions: Optional[Dict[str, Tuple[str, str]]] = None, kinded: Sequence[str] = ()):
+        """`node_actions`: action name -> (node, operation), e.g. clear_n2 -> (n2, clear); `kinded`: the PUs
+        that read or write a node of another kind than vector."""
         self.cu = cu
         self.pus = pus
         self.pu_cfgs = pu_cfgs
         self.actions = list(actions)
         self.n_actions = len(self.actions)
+        self.node_actions = node_actions or {}
+        self.kinded = set(kinded)
 
     def new_world(self, nodes: Nodes, envs: Dict[str, Environment], greedy: bool = False) -> World:
         """A world with an empty history; `greedy` marks every last action as the argmax, none as random."""
@@ -74,7 +79,10 @@ class Rollout:
         step = Step(world.nodes, actions, {}, torch.zeros(b, device=dev), torch.zeros(b, dtype=torch.bool, device=dev))
         for a, lanes in lanes_by_action(actions).items():
             env, name = self.actions[a]
-            if env is None:
+            if env is None and name in self.node_actions:
+                node, operation = self.node_actions[name]
+                getattr(world.nodes, operation)(node, lanes)
+            elif env is None:
                 self.run_pu(world.nodes, name, lanes, step.written, tape, nonfinite, explored)
             else:
                 world.envs[env].act(name, torch.tensor(lanes, device=dev), step)
@@ -89,6 +97,9 @@ class Rollout:
         cfg = self.pu_cfgs[name]
         full = every_lane(lanes, nodes.lanes)
         idx = None if full else torch.tensor(lanes, device=nodes.device)
+        if name in self.kinded:
+            self._run_kinded(nodes, name, lanes, idx, written, tape, nonfinite, explored)
+            return
         inputs = [nodes.values[n] if full else nodes.values[n][idx] for n in cfg.inputs]
         with torch.no_grad():
             outs = run_pu(self.pus[name], inputs, len(lanes))
@@ -102,6 +113,33 @@ class Rollout:
             parents = [list(w) if full else list(map(w.__getitem__, lanes)) for w in (nodes.writers[n] for n in cfg.inputs)]
             random = None if explored is None else explored if full else explored[idx]
             rid = tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs, random)
+        for n, o in zip(cfg.outputs, outs):
+            nodes.write(n, lanes, o, rid)
+            written.setdefault(n, []).extend(lanes)
+
+    def _run_kinded(self, nodes: Nodes, name: str, lanes: List[int], idx: Optional[torch.Tensor],
+                    written: Dict[str, List[int]], tape: Optional[Tape], nonfinite: Optional[Callable[[str], None]],
+                    explored: Optional[torch.Tensor]) -> None:
+        """`run_pu` for a PU touching nodes of other kinds: each node's kind says what the PU reads
+        (an accumulating node: entries and mask) and where a written value goes."""
+        cfg = self.pu_cfgs[name]
+        in_nodes, inputs, parents = [], [], []
+        for n in cfg.inputs:
+            for value, ps in nodes.read(n, lanes, idx):
+                in_nodes.append(n)
+                inputs.append(value)
+                parents.append(ps)
+        with torch.no_grad():
+            outs = run_pu(self.pus[name], inputs, len(lanes))
+        if nonfinite is not None:
+            bad = [n for n, o in zip(cfg.outputs, outs) if not finite(o)]
+            if bad:
+                nonfinite(f"PU '{name}' wrote a non-finite value into node '{bad[0]}'")
+                return
+        rid = ENV
+        if tape is not None:
+            random = None if explored is None else explored if idx is None else explored[idx]
+            rid = tape.record(name, lanes, in_nodes, inputs, parents, cfg.outputs, random)
         for n, o in zip(cfg.outputs, outs):
             nodes.write(n, lanes, o, rid)
             written.setdefault(n, []).extend(lanes)

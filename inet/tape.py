@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .node_kinds import Slots, slot_ids
 from .nodes import ENV, positions_by_value
 from .pus import run_pu
 
@@ -44,7 +45,7 @@ class Record:
     lanes: List[int]
     in_nodes: List[str]
     inputs: List[torch.Tensor]  # detached values read, [len(lanes), *shape] each
-    parents: List[List[int]]  # per input, per row: id of the record that wrote it
+    parents: List[List[int]]  # per input, per row: id of the record that wrote it (Slots: per row and entry)
     outputs: List[str]
     version: int = 0  # with `recompute: stored`, the version of the PU's parameters it ran with
     random: Optional[torch.Tensor] = None  # [len(lanes)] bool: the CU chose this run by exploration (inet/protect.py)
@@ -52,7 +53,10 @@ class Record:
 
     def __post_init__(self) -> None:
         self.row = dict(zip(self.lanes, range(len(self.lanes))))
-        self.parent_ids = set().union(*self.parents) - {ENV}
+        if any(type(ps) is Slots for ps in self.parents):
+            self.parent_ids = set().union(*map(slot_ids, self.parents)) - {ENV}
+        else:
+            self.parent_ids = set().union(*self.parents) - {ENV}
 
 
 @dataclass
@@ -174,7 +178,8 @@ class Tape:
 
     def _leaf(self, x: torch.Tensor, parents: List[List[int]], deeper: List[bool]) -> torch.Tensor:
         """The input to recompute from: a leaf that takes a gradient when some row's writer is on the tape."""
-        needs = any(d and not self.records.keys().isdisjoint(ps) for d, ps in zip(deeper, parents))
+        needs = any(d and not self.records.keys().isdisjoint(ps if type(ps) is not Slots else slot_ids(ps))
+                    for d, ps in zip(deeper, parents))
         return x.detach().requires_grad_() if needs else x
 
     def _run(self, pus: Dict[str, nn.Module], rec: Record, leaves: List[torch.Tensor], n: int) -> tuple:
@@ -207,9 +212,16 @@ class Tape:
         """Hand the gradients on the record's inputs (in `rows`, or all) to the records that wrote them."""
         lanes = rec.lanes if rows is None else [rec.lanes[r] for r in rows]
         for node, g, ps in zip(rec.in_nodes, input_grads, rec.parents):
-            if g is not None:
+            if g is None:
+                continue
+            g = g if self.depth_decay == 1.0 else g * self.depth_decay
+            if type(ps) is Slots:  # entries read as a batch: entry j's gradient goes to entry j's writer
                 ps = ps if rows is None else [ps[r] for r in rows]
-                self.add_grad(ps, node, lanes, g if self.depth_decay == 1.0 else g * self.depth_decay, depth + 1)
+                for j in range(g.shape[1]):
+                    self.add_grad([row[j] for row in ps], node, lanes, g[:, j], depth + 1)
+                continue
+            ps = ps if rows is None else [ps[r] for r in rows]
+            self.add_grad(ps, node, lanes, g, depth + 1)
 
     def _visit(self, pus: Dict[str, nn.Module], rec: Record, grads: list, depth: int) -> None:
         deeper = depth < self.horizon
@@ -280,7 +292,9 @@ class Tape:
     def state_dict(self) -> dict:
         return {
             "next_id": self.next_id,
-            "records": [(r.rid, r.pu, r.lanes, r.in_nodes, r.inputs, r.parents, r.outputs, r.version, r.random)
+            "records": [(r.rid, r.pu, r.lanes, r.in_nodes, r.inputs,
+                         [{"slots": [list(t) for t in ps]} if type(ps) is Slots else ps for ps in r.parents],
+                         r.outputs, r.version, r.random)
                         for r in self.records.values()],
             "versions": dict(self.versions),
             "snapshots": [(pu, v, ps) for (pu, v), ps in self.snapshots.items()],
@@ -288,7 +302,9 @@ class Tape:
 
     def load_state_dict(self, state: dict) -> None:
         self.next_id = state["next_id"]
-        self.records = {t[0]: Record(*t) for t in state["records"]}  # 7-tuples (format 4): version 0; 8: no random
+        self.records = {t[0]: Record(*t[:5], [Slots(map(tuple, ps["slots"])) if isinstance(ps, dict) else ps
+                                              for ps in t[5]], *t[6:])
+                        for t in state["records"]}  # 7-tuples (format 4): version 0; 8: no random
         self.versions = dict(state.get("versions", {}))
         self.snapshots = {(pu, v): ps for pu, v, ps in state.get("snapshots", [])}
         self._pending, self._heap = {}, []

@@ -280,7 +280,7 @@ class RunAlarms:
         self.path = Path(run_dir) / FILENAME
         self.engine = engine
         self.monitor = AlarmMonitor(cfg.alarms, engine.action_names, list(engine.pus), q_bound(cfg), engine.device)
-        self.probe = DriftProbe(engine.pus, [n for n, p in cfg.pus.items() if p.inputs])
+        self.probe = DriftProbe(engine.runners, [n for n, p in cfg.pus.items() if p.inputs])  # PUs as the tape runs them
         self.drift = self.monitor.on["pu_drift"]
         self._write()
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..version import __version__
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, NodeConfig, RunConfig
 from ..rng import numpy_state
 from .files import save_atomic
 
@@ -75,6 +75,9 @@ def load(path: Path, cfg: RunConfig) -> dict:
                           f"so resume it with the inet that wrote it, or {FRESH}")
     saved, now = state["config"], flat_config(cfg)
     schema = flat_config(RunConfig())  # a key added to inet after the checkpoint, at its default, is what the run had
+    node = dataclasses.asdict(NodeConfig())  # likewise a node's key (`kind` and its options came later)
+    schema.update({k: node[k.split(".")[2]] for k in now.keys() - saved.keys()
+                   if k.startswith("nodes.") and k.count(".") == 2 and k.split(".")[2] in node})
     diff = sorted(k for k in saved.keys() | now.keys()
                   if saved.get(k, schema.get(k, "<unset>")) != now.get(k, "<unset>"))
     if diff:

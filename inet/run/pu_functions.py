@@ -89,7 +89,7 @@ def plottable(engine: "Engine") -> List[FunctionSpec]:
     for name, pcfg in engine.cfg.pus.items():
         pu = engine.pus[name]
         ins = _labels(list(pcfg.inputs), shapes)
-        if len(ins) > 2 or any(True for _ in pu.buffers()):
+        if len(ins) > 2 or any(True for _ in pu.buffers()) or set(pcfg.inputs) & engine.nodes.kinds.keys():
             continue
         ranges_of = [ranges.get(n, DEFAULT_RANGE) for n in pcfg.inputs
                      for _ in range(int(torch.Size(shapes[n]).numel()))]
