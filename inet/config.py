@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 CU_INPUT_PARTS = ("history", "signals", "nodes", "meta")
-PU_KINDS = ("mlp", "gru", "mover", "constant", "custom")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 REWARD_SHAPES = ("exp", "binary")
 NONFINITE_POLICIES = ("raise", "skip")
@@ -53,10 +52,10 @@ class PretrainConfig:
 class PUConfig:
     """A Processing Unit: an nn.Module reading `inputs` nodes and writing `outputs` nodes."""
 
-    kind: str = "mlp"  # mlp, gru, mover (copies a node), constant or custom
+    kind: str = "mlp"  # a name in inet/pus.py PU_KINDS: mlp, gru, mover (copies a node), constant, conv or custom
     inputs: List[str] = field(default_factory=list)  # the nodes the PU reads
     outputs: List[str] = field(default_factory=list)  # the nodes the PU writes
-    hidden: List[int] = field(default_factory=lambda: [32])  # hidden layer sizes (mlp, gru)
+    hidden: List[int] = field(default_factory=lambda: [32])  # hidden layer sizes (mlp; conv: its MLP head)
     activation: str = "relu"  # relu, tanh, sigmoid or gelu
     value: Optional[List[float]] = None  # `constant`: initial value (default zeros)
     trainable: bool = True  # False: the PU has no learnable parameters
@@ -65,7 +64,8 @@ class PUConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a supervised phase before the IN starts
     lr: Optional[float] = None  # overrides pu_optim.lr for this PU
     _target_: Optional[str] = None  # `custom`: import path of an nn.Module class
-    params: Dict[str, Any] = field(default_factory=dict)  # `custom`: constructor kwargs
+    # the kind's own options: `custom`: constructor kwargs; `conv`: channels, kernel, pool (inet/pu_conv.py)
+    params: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -380,7 +380,6 @@ def validate(cfg: RunConfig) -> None:
 
     for name, pu in cfg.pus.items():
         key = f"pus.{name}"
-        _require(pu.kind in PU_KINDS, f"{key}.kind", f"unknown kind '{pu.kind}'; choose one of {list(PU_KINDS)}")
         _require(len(pu.outputs) >= 1, f"{key}.outputs", "a PU must write at least one node")
         _check_nodes_exist(cfg, f"{key}.inputs", pu.inputs)
         _check_nodes_exist(cfg, f"{key}.outputs", pu.outputs)
