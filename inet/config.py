@@ -188,7 +188,8 @@ class CUConfig:
     max_grad_norm: float = 10.0  # gradient norm clip of the Q-network
     grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
     grad_to_nodes_scale: float = 1.0  # scale of the TD loss gradient into CU-visible nodes
-    # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning)
+    # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning); with several
+    # Environments it is given the first
     script: Optional[str] = None
     # paper 5.2.2.3: divide epsilon by the expected iterations of each lane's task instance
     epsilon_by_task_length: bool = False
@@ -485,8 +486,6 @@ def validate(cfg: RunConfig) -> None:
         _require(cfg.training_wheels.teacher is None, "training_wheels.teacher",
                  f"with {len(cfg.envs)} Environments ({', '.join(cfg.envs)}) give each its own teacher as "
                  "envs.<env>.training_wheels.teacher and set this one to null")
-    _require(cu.script is None or len(cfg.envs) == 1, "cu.script", "a script acts on one Environment; "
-             f"with {len(cfg.envs)} ({', '.join(cfg.envs)}) set it to null")
 
 
 def _validate_wheels(tw: TrainingWheelsConfig, key: str) -> None:

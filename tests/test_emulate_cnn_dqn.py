@@ -14,6 +14,7 @@ from inet.engine import Engine
 from inet.pus import PU_KINDS, build_pu
 from inet.config import PUConfig
 from inet.tasks.images import CLASSES, shapes_batch
+from inet.tasks.plain_dqn import PlainDQN
 
 
 def test_every_kind_is_found_by_name_in_the_registry():
@@ -83,6 +84,28 @@ def test_scripted_cnn_equals_plain_cnn_training(lanes):
     assert engine.kpis.snapshot()["optimal_route_rate"] == 1.0
     moved = 0.0
     for p, q, p0 in zip(engine.pus.parameters(), ref.parameters(), start):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
+        moved = max(moved, (q - p0).abs().max().item())
+    assert moved > 1e-2, "training did not move the parameters; the comparison would be vacuous"
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_scripted_dqn_in_equals_plain_dqn(lanes):
+    """Live play then one replay per cycle of 10 iterations: the PU-DQN's parameters equal a plain DQN's after
+    120 updates, and so do the games played (the same episode returns)."""
+    cfg = compose(["experiment=emulate/dqn", f"lanes={lanes}", "seed=1", "envs.game.params.eps_steps=300"])
+    engine = Engine(cfg)
+    plain = PlainDQN(copy.deepcopy(engine.pus["dqn"]), cfg)
+    start = [p.detach().clone() for p in plain.qnet.parameters()]
+    for _ in range(120):
+        for _ in range(10):
+            engine.step()
+        plain.step()
+    game = engine.envs["game"]
+    assert engine.trackers["replay"].snapshot()["route_rate"] == 1.0
+    assert list(game.returns) == plain.returns[-len(game.returns):] and len(plain.returns) >= 30
+    moved = 0.0
+    for p, q, p0 in zip(engine.pus["dqn"].parameters(), plain.qnet.parameters(), start):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
         moved = max(moved, (q - p0).abs().max().item())
     assert moved > 1e-2, "training did not move the parameters; the comparison would be vacuous"
