@@ -41,7 +41,8 @@ def one_seed(experiment: str, seed: int, overrides: list) -> dict:
     rows, cols = game.game.rows, game.game.cols
     tail = lambda r: sum(r[-200:]) / len(r[-200:]) if r else float("nan")  # noqa: E731
     return {"seed": seed, "game_steps": steps, "in_updates": int(replay.metrics()["replays"]),
-            "in_greedy": greedy_return(engine.pus["dqn"], rows, cols), "plain_greedy": greedy_return(plain.qnet, rows, cols),
+            "in_greedy": greedy_return(engine.pus["dqn"], rows, cols),
+            "plain_greedy": greedy_return(plain.qnet, rows, cols),
             "in_train": tail(list(game.returns)), "plain_train": tail(plain.returns),
             "iterations_per_step": cfg.iterations / max(steps, 1)}
 

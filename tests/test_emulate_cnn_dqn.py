@@ -6,15 +6,13 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from inet.compose import compose
-from inet.config import ConfigError
+from inet.config import ConfigError, PUConfig
 from inet.engine import Engine
 from inet.pus import PU_KINDS, build_pu
-from inet.config import PUConfig
-from inet.tasks.images import CLASSES, shapes_batch
 from inet.tasks.game import Catch
+from inet.tasks.images import CLASSES, shapes_batch
 from inet.tasks.plain_dqn import PlainDQN, greedy_return
 from inet.tasks.replay_env import ReplayMemory
 
@@ -210,7 +208,8 @@ def test_learned_cu_finds_the_cnn_route():
 
 @pytest.mark.slow
 def test_scripted_pu_dqn_plays_catch_as_well_as_the_plain_dqn_and_beats_random():
-    cfg = compose(["experiment=emulate/dqn", "lanes=4", "iterations=40000", "seed=0"])
+    """emulate/dqn as configured (3,000 game steps): measured 0.6 greedy for seed 0 (docs/emulations-cnn-dqn.md)."""
+    cfg = compose(["experiment=emulate/dqn", "seed=0"])
     engine = Engine(cfg)
     plain = PlainDQN(copy.deepcopy(engine.pus["dqn"]), cfg)
     while engine.iteration < cfg.iterations:

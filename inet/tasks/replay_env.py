@@ -16,9 +16,10 @@ The CU's reward for a replay is `reward.success` when both passes came through
 come in since the lane's previous fetch, else `reward.wrong_answer`; so the
 reward sets how often the CU replays against live play (paper 3.5.2). `fetch`
 with an empty memory is an invalid action. `params.step_reward` (default 0) shapes
-the CU's reward: paid for each action that follows the route during a replay. Signals: `target_pass`, `loss_pass` (which pass is due) and
-`fresh` (the memory holds transitions not replayed since they came in: paper
-3.5.2's "experience worth replaying").
+the CU's reward: paid for each action that follows the route during a replay.
+Signals: `target_pass`, `loss_pass` (which pass is due) and `fresh` (the memory
+holds transitions not replayed since they came in: paper 3.5.2's "experience
+worth replaying").
 """
 from __future__ import annotations
 
