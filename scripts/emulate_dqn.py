@@ -9,7 +9,8 @@ the IN for its `iterations`, then the plain DQN for as many game steps as the IN
 played (mean per lane). Prints per seed: game steps, the IN's and the plain DQN's
 replayed updates, the greedy return of each network over 500 fresh games (+1 catch,
 -1 miss; a random policy scores about -0.6), the mean training return of the last
-200 episodes, and the IN's iterations per game step.
+200 episodes, the IN's iterations per game step, and the CU's route rates (the share
+of the last kpi_window live steps and replays that took their route).
 """
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ def one_seed(experiment: str, seed: int, overrides: list) -> dict:
             "in_greedy": greedy_return(engine.pus["dqn"], rows, cols),
             "plain_greedy": greedy_return(plain.qnet, rows, cols),
             "in_train": tail(list(game.returns)), "plain_train": tail(plain.returns),
-            "iterations_per_step": cfg.iterations / max(steps, 1)}
+            "iterations_per_step": cfg.iterations / max(steps, 1),
+            "live_route_rate": engine.trackers["game"].snapshot()["route_rate"],
+            "replay_route_rate": engine.trackers["replay"].snapshot()["route_rate"]}
 
 
 def main() -> None:
@@ -54,7 +57,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. iterations=20000")
     args = ap.parse_args()
     cols = ["seed", "game_steps", "in_updates", "in_greedy", "plain_greedy", "in_train", "plain_train",
-            "iterations_per_step"]
+            "iterations_per_step", "live_route_rate", "replay_route_rate"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for seed in args.seeds:
         row = one_seed(args.experiment, seed, args.overrides)
