@@ -90,6 +90,13 @@ def epsilon_greedy(q: torch.Tensor, eps: torch.Tensor, generator: torch.Generato
     return torch.where(u[:, 0] < eps, (u[:, 1] * a).long().clamp(max=a - 1), q.argmax(1))
 
 
+def route_progress(progress: torch.Tensor, actions: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+    """Per lane, how many actions of the 3-action `route` were just taken in a row (3: the route is complete);
+    any other action starts it over (at 1 if it is the route's first)."""
+    follows = actions == route[progress.clamp(max=2)]
+    return torch.where(follows, progress + 1, (actions == route[0]).long())
+
+
 def transition_size(obs_size: int) -> int:
     """Entries of a transition record: s, a, r, s', done, count."""
     return 2 * obs_size + 4
@@ -151,11 +158,7 @@ class CatchEnv(Environment):
     def respond(self, step: Step) -> None:
         self.clock += 1
         lanes = step.written.get(self.q_node)
-        # route progress: in -> 1, then the PU -> 2, then out -> 3; anything else touching the way resets it
-        expected = self.route_ids[self.progress.clamp(max=2)]
-        follows = step.actions == expected
-        restart = step.actions == self.route_ids[0]
-        self.progress = torch.where(follows, self.progress + 1, torch.where(restart, 1, 0 * self.progress))
+        self.progress = route_progress(self.progress, step.actions, self.route_ids)
         if not lanes:
             return
         idx = torch.tensor(lanes, device=self.device)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigError
 from .env import TASK_SUCCESS_PANEL, Environment, Step
-from .game import transition_size
+from .game import route_progress, transition_size
 from .kpi_registry import KPI, MAIN_TABLE
 
 ROUTE = ("mv_replay_in", "dqn", "mv_replay_out")
@@ -156,11 +156,8 @@ class Replay(Environment):
         if self.invalid.any():
             self.fail(self.invalid.nonzero().squeeze(1), self.reward.invalid_action)
             self.invalid.zero_()
-        expected = self.route_ids[self.progress.clamp(max=2)]
-        restart = step.actions == self.route_ids[0]
-        advanced = (step.actions == expected) & (self.phase != IDLE)
-        self.progress = torch.where(step.actions == expected, self.progress + 1,
-                                    torch.where(restart, 1, 0 * self.progress))
+        advanced = (step.actions == self.route_ids[self.progress.clamp(max=2)]) & (self.phase != IDLE)
+        self.progress = route_progress(self.progress, step.actions, self.route_ids)
         if self.step_reward and advanced.any():  # shaping: each route step of a replay in progress
             self._r += self.step_reward * advanced
         lanes = step.written.get(self.q_node)
