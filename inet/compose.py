@@ -49,8 +49,10 @@ def register_schema() -> None:
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
-    """Composed config -> validated RunConfig. Raises ConfigError naming the key."""
+    """Composed config -> validated RunConfig (PUs built once to check kinds and shapes). Raises ConfigError
+    naming the key."""
     from .config import validate
+    from .pus import check_pus
 
     try:
         typed = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.to_container(cfg, resolve=True))
@@ -58,6 +60,7 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     except OmegaConfBaseException as e:
         raise ConfigError(_schema_error(e)) from None
     validate(run_cfg)
+    check_pus(run_cfg)
     return run_cfg
 
 

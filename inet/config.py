@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Optional
 from .node_kinds import KINDS, check_node
 
 CU_INPUT_PARTS = ("history", "signals", "nodes", "meta")
-PU_KINDS = ("mlp", "gru", "mover", "constant", "custom")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 REWARD_SHAPES = ("exp", "binary")
 NONFINITE_POLICIES = ("raise", "skip")
@@ -62,10 +61,10 @@ class PretrainConfig:
 class PUConfig:
     """A Processing Unit: an nn.Module reading `inputs` nodes and writing `outputs` nodes."""
 
-    kind: str = "mlp"  # mlp, gru, mover (copies a node), constant or custom
+    kind: str = "mlp"  # a name in inet/pus.py PU_KINDS: mlp, gru, mover (copies a node), constant, conv or custom
     inputs: List[str] = field(default_factory=list)  # the nodes the PU reads
     outputs: List[str] = field(default_factory=list)  # the nodes the PU writes
-    hidden: List[int] = field(default_factory=lambda: [32])  # hidden layer sizes (mlp, gru)
+    hidden: List[int] = field(default_factory=lambda: [32])  # hidden layer sizes (mlp; conv: its MLP head)
     activation: str = "relu"  # relu, tanh, sigmoid or gelu
     value: Optional[List[float]] = None  # `constant`: initial value (default zeros)
     trainable: bool = True  # False: the PU has no learnable parameters
@@ -74,7 +73,8 @@ class PUConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # a supervised phase before the IN starts
     lr: Optional[float] = None  # overrides pu_optim.lr for this PU
     _target_: Optional[str] = None  # `custom`: import path of an nn.Module class
-    params: Dict[str, Any] = field(default_factory=dict)  # `custom`: constructor kwargs
+    # the kind's own options: `custom`: constructor kwargs; `conv`: channels, kernel, pool (inet/pu_conv.py)
+    params: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -197,7 +197,8 @@ class CUConfig:
     max_grad_norm: float = 10.0  # gradient norm clip of the Q-network
     grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
     grad_to_nodes_scale: float = 1.0  # scale of the TD loss gradient into CU-visible nodes
-    # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning)
+    # import path of fn(env) -> LongTensor[B]: a scripted CU that replaces the DQN (no learning); with several
+    # Environments it is given the first
     script: Optional[str] = None
     # paper 5.2.2.3: divide epsilon by the expected iterations of each lane's task instance
     epsilon_by_task_length: bool = False
@@ -392,7 +393,6 @@ def validate(cfg: RunConfig) -> None:
 
     for name, pu in cfg.pus.items():
         key = f"pus.{name}"
-        _require(pu.kind in PU_KINDS, f"{key}.kind", f"unknown kind '{pu.kind}'; choose one of {list(PU_KINDS)}")
         _require(len(pu.outputs) >= 1, f"{key}.outputs", "a PU must write at least one node")
         _check_nodes_exist(cfg, f"{key}.inputs", pu.inputs)
         _check_nodes_exist(cfg, f"{key}.outputs", pu.outputs)
@@ -503,8 +503,6 @@ def validate(cfg: RunConfig) -> None:
         _require(cfg.training_wheels.teacher is None, "training_wheels.teacher",
                  f"with {len(cfg.envs)} Environments ({', '.join(cfg.envs)}) give each its own teacher as "
                  "envs.<env>.training_wheels.teacher and set this one to null")
-    _require(cu.script is None or len(cfg.envs) == 1, "cu.script", "a script acts on one Environment; "
-             f"with {len(cfg.envs)} ({', '.join(cfg.envs)}) set it to null")
 
 
 def _validate_wheels(tw: TrainingWheelsConfig, key: str) -> None:

@@ -1,20 +1,24 @@
 """Processing Units: ordinary nn.Modules that read input nodes and write output nodes.
 
 Every PU is called as `pu(*inputs)` with tensors [n, *node_shape] (n lanes) and
-returns one tensor per output node. A `custom` PU is any nn.Module class named by
-`_target_`, constructed with `in_shapes`, `out_shapes` and its `params`.
+returns one tensor per output node. `PU_KINDS` maps each kind's name to its builder:
+`mlp`, `gru`, `mover`, `constant`, `conv` (inet/pu_conv.py) and `custom`, any
+nn.Module class named by `_target_`, constructed with `in_shapes`, `out_shapes` and
+its `params`.
 """
 from __future__ import annotations
 
 import importlib
 import math
+from dataclasses import replace
 from typing import Callable, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, PUConfig
+from .config import ConfigError, PUConfig, RunConfig
+from .pu_conv import build_conv
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 FUNCTIONAL = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu}
@@ -115,23 +119,36 @@ def run_pu(pu: nn.Module, inputs: List[torch.Tensor], n: int) -> tuple:
     return out if isinstance(out, tuple) else (out,)
 
 
+Builder = Callable[[str, PUConfig, List[tuple], List[tuple]], nn.Module]
+
+
+def _custom(key: str, cfg: PUConfig, ins: List[tuple], outs: List[tuple]) -> nn.Module:
+    cls = import_object(cfg._target_, f"{key}._target_")
+    return cls(in_shapes=ins, out_shapes=outs, **cfg.params)
+
+
+# PU kinds by name: builder(key, cfg, in_shapes, out_shapes) -> nn.Module. Adding a kind is one entry.
+# A builder raises ValueError/TypeError (named with the PU's key by `build_pu`) or ConfigError naming a key.
+PU_KINDS: Dict[str, Builder] = {
+    "mlp": lambda key, cfg, ins, outs: MLP(ins, outs, cfg.hidden, cfg.activation),
+    "gru": lambda key, cfg, ins, outs: GRU(ins, outs),
+    "mover": lambda key, cfg, ins, outs: Mover(ins, outs),
+    "constant": lambda key, cfg, ins, outs: Constant(outs, cfg.value, cfg.trainable),
+    "conv": build_conv,
+    "custom": _custom,
+}
+
+
 def build_pu(name: str, cfg: PUConfig, shapes: Dict[str, tuple]) -> nn.Module:
     """Construct one PU from its config, check its output shapes, load `pretrained`."""
     key = f"pus.{name}"
+    builder = PU_KINDS.get(cfg.kind)
+    if builder is None:
+        raise ConfigError(f"{key}.kind: unknown kind '{cfg.kind}'; choose one of {list(PU_KINDS)}")
     ins = [shapes[n] for n in cfg.inputs]
     outs = [shapes[n] for n in cfg.outputs]
     try:
-        if cfg.kind == "mlp":
-            pu = MLP(ins, outs, cfg.hidden, cfg.activation)
-        elif cfg.kind == "gru":
-            pu = GRU(ins, outs)
-        elif cfg.kind == "mover":
-            pu = Mover(ins, outs)
-        elif cfg.kind == "constant":
-            pu = Constant(outs, cfg.value, cfg.trainable)
-        else:
-            cls = import_object(cfg._target_, f"{key}._target_")
-            pu = cls(in_shapes=ins, out_shapes=outs, **cfg.params)
+        pu = builder(key, cfg, ins, outs)
     except ConfigError:
         raise
     except (ValueError, TypeError) as e:
@@ -142,6 +159,13 @@ def build_pu(name: str, cfg: PUConfig, shapes: Dict[str, tuple]) -> nn.Module:
     if not cfg.trainable:
         pu.requires_grad_(False)
     return pu
+
+
+def check_pus(cfg: RunConfig) -> None:
+    """Build every PU once on the CPU (kind, options, node shapes) so a bad PU is refused before any work."""
+    shapes = {n: tuple(node.shape) for n, node in cfg.nodes.items()}
+    for name, pu in cfg.pus.items():
+        build_pu(name, replace(pu, pretrained=None), shapes)
 
 
 def _check_shapes(key: str, pu: nn.Module, ins: List[tuple], outs: List[tuple]) -> None:

@@ -38,6 +38,7 @@ BAD = [
     (["resume=true", "tape.horizon=0"], "tape.horizon: must be >= 1"),
     (["resume=true", "cu.exploration_initial_eps=1.5"], "cu.exploration_initial_eps: epsilon must be in [0, 1]"),
     (["resume=true", "envs.multitask.reward.timeout=0"], "envs.multitask.reward.timeout: the action budget"),
+    (["resume=true", "pus.pu1.kind=conv"], "pus.pu1.inputs: a conv PU reads exactly one node of rank 3"),
     (["seed=1"], "already holds a run; add resume=true"),
 ]
 
