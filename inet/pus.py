@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, PUConfig, RunConfig
+from .nodes import Nodes, pu_view
 from .pu_conv import build_conv
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
@@ -162,10 +163,11 @@ def build_pu(name: str, cfg: PUConfig, shapes: Dict[str, tuple]) -> nn.Module:
 
 
 def check_pus(cfg: RunConfig) -> None:
-    """Build every PU once on the CPU (kind, options, node shapes) so a bad PU is refused before any work."""
-    shapes = {n: tuple(node.shape) for n, node in cfg.nodes.items()}
+    """Build every PU once on the CPU (kind, options, node shapes as the PU sees them) so a bad PU is refused
+    before any work."""
+    nodes = Nodes(cfg.nodes, 1, torch.device("cpu"))
     for name, pu in cfg.pus.items():
-        build_pu(name, replace(pu, pretrained=None), shapes)
+        build_pu(name, *pu_view(replace(pu, pretrained=None), nodes))
 
 
 def _check_shapes(key: str, pu: nn.Module, ins: List[tuple], outs: List[tuple]) -> None:
