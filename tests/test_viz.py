@@ -460,3 +460,32 @@ def test_no_edge_is_drawn_through_an_element(experiment):
         paths = {(a, b): p for (a, b, _), p in zip(net["edges"], net["paths"])}
         assert len(paths[("node:n1", "env:reduce")]) > 2  # routed, not straight
         assert len(paths[("node:n2", "pu:pu0")]) == 2
+
+
+def test_node_kinds_and_pu_kinds_are_drawn_with_an_accumulating_nodes_entry_count(tmp_path):
+    """emulate/attention under its script: the encoder fills the accumulating node one entry per item; the graph
+    names each non-vector node's kind and size, and each built-in PU kind other than mlp."""
+    from inet.analysis.viz import network
+    from inet.compose import compose, config_yaml
+    from inet.engine import Engine
+    from inet.run.trace import TraceRecorder, load
+    import yaml
+
+    cfg = compose(["experiment=emulate/attention", "trace.interval=100", "trace.window=30"])
+    engine = Engine(cfg)
+    rec = TraceRecorder(tmp_path, cfg.trace, cfg.log_interval, engine)
+    for _ in range(30):
+        before = engine.iteration
+        rec.before_step(engine)
+        rec.after_step(before, engine, engine.step())
+    rec.close()
+    steps = load(tmp_path)["steps"]
+    (acc,) = [n for n, spec in cfg.nodes.items() if spec.kind == "accumulating"]
+    counts = [s["counts"][acc] for s in steps]
+    assert max(counts) == cfg.nodes[acc].capacity and min(counts) == 0  # filled per sequence, cleared after
+    assert all(b - a in (0, 1) or b == 0 for a, b in zip(counts, counts[1:]))  # one entry per encode, or a clear
+    net = network(yaml.safe_load(config_yaml(cfg)), load(tmp_path)["meta"]["actions"])
+    node = next(e for e in net["elements"] if e["id"] == f"node:{acc}")
+    assert (node["subkind"], node["size"]) == ("accumulating", cfg.nodes[acc].capacity)
+    kinds = {e["name"]: e["subkind"] for e in net["elements"] if e["kind"] == "pu"}
+    assert kinds == {n: p.kind for n, p in cfg.pus.items()}

@@ -62,6 +62,7 @@ PAPER = {
     "reduce/xor": "parity 'almost impossible'; the paper could not make reduce work (5.2, Fig. 14)",
     "reduce/": "the paper could not make reduce work without extensive tuning; its best run peaked and "
                "collapsed (5.2, Fig. 14)",
+    "emulate/": "with a scripted CU the IN is the plain network (section 3); the paper reports no learning figures",
 }
 
 # Two-sided 95% Student t quantiles by degrees of freedom (1..30); 1.96 beyond.

@@ -51,6 +51,18 @@ def route(a: Point, b: Point, others: Sequence[Point], low: float, high: float, 
     return clear[0] if clear else max(candidates, key=lambda c: clearance(c, others))
 
 
+def element_kind(kind: str, spec: dict) -> dict:
+    """A node's kind (vector, accumulating, memory, combiner) and its size (capacity, slots, k), or a PU's kind
+    (mlp, gru, conv, ...), for the graph's labels; None where the element has no kind."""
+    if kind == "node":
+        sub = spec.get("kind", "vector")
+        return {"subkind": sub, "size": spec.get({"accumulating": "capacity", "memory": "slots",
+                                                   "combiner": "k"}.get(sub, ""), None)}
+    if kind == "pu":
+        return {"subkind": spec.get("kind", "mlp"), "size": None}
+    return {"subkind": None, "size": None}
+
+
 def network(config: dict, actions: List[dict]) -> Dict[str, list]:
     """The network of the paper's Fig. 1: elements (with x, y), directed edges [from, to, kind] and each
     edge's path (a list of [x, y] points from its start to its end)."""
@@ -87,13 +99,15 @@ def network(config: dict, actions: List[dict]) -> Dict[str, list]:
     for lay, keys in sorted(columns.items()):
         for j, key in enumerate(keys):
             kind, name = key.split(":", 1)
+            spec = (nodes.get(name) if kind == "node" else pus.get(name) if kind == "pu" else None) or {}
             elements.append({"id": key, "kind": kind, "name": name, "x": float(lay),
                              "y": (len(keys) - 1) / 2 - j,
                              "actions": action_of.get((kind, name), []),
-                             "cu_visible": bool(kind == "node" and (nodes.get(name) or {}).get("cu_visible"))})
+                             "cu_visible": bool(kind == "node" and spec.get("cu_visible")),
+                             **element_kind(kind, spec)})
     top = max((e["y"] for e in elements), default=0.0) + 1.2
     elements.append({"id": "cu", "kind": "cu", "name": "CU", "x": max(layer.values(), default=0) / 2, "y": top,
-                     "actions": [], "cu_visible": False})
+                     "actions": [], "cu_visible": False, "subkind": None, "size": None})
     edges: List[Tuple[str, str, str]] = []
     for e, spec in envs.items():
         edges += [(f"env:{e}", f"node:{n}", "data") for n in spec.get("inputs", [])]

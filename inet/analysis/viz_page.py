@@ -84,7 +84,13 @@ const CONFIG = {displayModeBar: false};
 function graphFigure(s) {
   const active = net.elements.map(e => e.actions.includes(s.action));
   const label = net.elements.map(e => {
+    if (e.kind === 'node' && e.subkind && e.subkind !== 'vector') {  // a node kind: its kind and fill, not every entry
+      const n = (s.counts || {})[e.name];
+      return e.name + '<br>' + e.subkind + (e.subkind === 'accumulating' ? ' ' + (n === undefined ? '?' : n) + '/' + e.size
+                                               : ' ' + e.size);
+    }
     if (e.kind === 'node') { const v = s.nodes[e.name]; return e.name + '<br>' + (v ? v.map(fmt).join(', ') : ''); }
+    if (e.kind === 'pu' && e.subkind && !['mlp', 'custom'].includes(e.subkind)) return e.name + '<br>(' + e.subkind + ')';
     if (e.kind === 'env' && active[net.elements.indexOf(e)]) return e.name + '<br>[' + s.action_name + ']';
     return e.name;
   });

@@ -224,6 +224,7 @@ class TraceRecorder:
             "epsilon": float(info.epsilon),
             "nodes_before": self._before,
             "nodes": {n: v[lane].flatten().tolist() for n, v in engine.nodes.values.items()},
+            "counts": {n: c[lane] for n, c in engine.nodes.counts.items()},  # accumulating nodes' entries
             "writes": writes,
             "cu_input": self._cu_input,
             "task": self._task_outcomes(engine, step, writes),
