@@ -132,7 +132,7 @@ class Engine:
         self.trackers = {name: KPITracker(b, cfg.kpi_window) for name in self.envs}  # each Environment's KPIs
         # each Environment with task lengths gets its own greedy evaluation (inet/evaluation.py)
         self.evaluators = {name: Evaluator(cfg.evaluation, name) for name, env in self.envs.items()
-                           if cfg.evaluation.interval and env.max_trained_length() != float("inf")}
+                           if env.max_trained_length() != float("inf")}
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
         self.action_counts = torch.zeros(self.n_actions, dtype=torch.long, device=dev)  # since `start_interval`
@@ -372,8 +372,9 @@ class Engine:
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
-        out.update(self._per_env(lambda e: self.evaluators[e].metrics(self.envs[e].max_trained_length())
-                                 if e in self.evaluators else {}))
+        if self.cfg.evaluation.interval:
+            out.update(self._per_env(lambda e: self.evaluators[e].metrics(self.envs[e].max_trained_length())
+                                     if e in self.evaluators else {}))
         for k in self.declared_kpis():
             if k.curve:
                 out.setdefault(k.name, float("nan"))
@@ -382,8 +383,9 @@ class Engine:
     def task_summary(self) -> Dict[str, object]:
         """Every declared KPI's value for summary.json (`kpi_registry.summarise`; DESIGN.md section 7)."""
         end = self._per_env(lambda e: self.trackers[e].at_end())
-        end.update(self._per_env(lambda e: self.evaluators[e].summary(self.envs[e].max_trained_length())
-                                 if e in self.evaluators else {}))
+        if self.cfg.evaluation.interval:
+            end.update(self._per_env(lambda e: self.evaluators[e].summary(self.envs[e].max_trained_length())
+                                     if e in self.evaluators else {}))
         return summarise(self.declared_kpis(), self.metrics(), end)
 
     def state_dict(self) -> dict:

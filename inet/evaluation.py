@@ -85,7 +85,7 @@ def reliable_prefix(results: Dict[int, float], threshold: float) -> int:
 class Evaluator:
     """Schedules one Environment's evaluations and keeps their results (all of it in `state_dict`)."""
 
-    def __init__(self, cfg: EvaluationConfig, env_name: str):
+    def __init__(self, cfg: EvaluationConfig, env_name: Optional[str] = None):
         self.cfg = cfg
         self.env_name = env_name
         self.results: Dict[int, float] = {}  # length -> success at the last evaluation

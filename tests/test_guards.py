@@ -53,7 +53,7 @@ def nan_gradient(monkeypatch, inj):
     def sweep(tape, pus):
         visited = original(tape, pus)
         if inj.on:
-            for p in pus.parameters():
+            for p in (p for pu in pus.values() for p in pu.parameters()):  # pus: the PUs as the tape runs them
                 if p.grad is not None:
                     p.grad.view(-1)[0] = math.nan
         return visited
