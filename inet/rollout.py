@@ -97,10 +97,11 @@ class Rollout:
         cfg = self.pu_cfgs[name]
         full = every_lane(lanes, nodes.lanes)
         idx = None if full else torch.tensor(lanes, device=nodes.device)
+        parents = None  # each input row's writer, read only for the tape
         if name in self.kinded:
-            self._run_kinded(nodes, name, lanes, idx, written, tape, nonfinite, explored)
-            return
-        inputs = [nodes.values[n] if full else nodes.values[n][idx] for n in cfg.inputs]
+            in_nodes, inputs, parents = self._read_kinded(nodes, cfg, lanes, idx)
+        else:
+            in_nodes, inputs = cfg.inputs, [nodes.values[n] if full else nodes.values[n][idx] for n in cfg.inputs]
         with torch.no_grad():
             outs = run_pu(self.pus[name], inputs, len(lanes))
         if nonfinite is not None:
@@ -110,39 +111,25 @@ class Rollout:
                 return
         rid = ENV
         if tape is not None:
-            parents = [list(w) if full else list(map(w.__getitem__, lanes)) for w in (nodes.writers[n] for n in cfg.inputs)]
+            if parents is None:
+                parents = [list(w) if full else list(map(w.__getitem__, lanes)) for w in (nodes.writers[n] for n in cfg.inputs)]
             random = None if explored is None else explored if full else explored[idx]
-            rid = tape.record(name, lanes, cfg.inputs, inputs, parents, cfg.outputs, random)
+            rid = tape.record(name, lanes, in_nodes, inputs, parents, cfg.outputs, random)
         for n, o in zip(cfg.outputs, outs):
             nodes.write(n, lanes, o, rid)
             written.setdefault(n, []).extend(lanes)
 
-    def _run_kinded(self, nodes: Nodes, name: str, lanes: List[int], idx: Optional[torch.Tensor],
-                    written: Dict[str, List[int]], tape: Optional[Tape], nonfinite: Optional[Callable[[str], None]],
-                    explored: Optional[torch.Tensor]) -> None:
-        """`run_pu` for a PU touching nodes of other kinds: each node's kind says what the PU reads
-        (an accumulating node: entries and mask) and where a written value goes."""
-        cfg = self.pu_cfgs[name]
+    @staticmethod
+    def _read_kinded(nodes: Nodes, cfg: PUConfig, lanes: List[int], idx: Optional[torch.Tensor]) -> tuple:
+        """What a PU touching nodes of other kinds reads: each node's kind says which tensors it hands over
+        (an accumulating node: entries and mask), with their writers. Returns (in_nodes, inputs, parents)."""
         in_nodes, inputs, parents = [], [], []
         for n in cfg.inputs:
             for value, ps in nodes.read(n, lanes, idx):
                 in_nodes.append(n)
                 inputs.append(value)
                 parents.append(ps)
-        with torch.no_grad():
-            outs = run_pu(self.pus[name], inputs, len(lanes))
-        if nonfinite is not None:
-            bad = [n for n, o in zip(cfg.outputs, outs) if not finite(o)]
-            if bad:
-                nonfinite(f"PU '{name}' wrote a non-finite value into node '{bad[0]}'")
-                return
-        rid = ENV
-        if tape is not None:
-            random = None if explored is None else explored if idx is None else explored[idx]
-            rid = tape.record(name, lanes, in_nodes, inputs, parents, cfg.outputs, random)
-        for n, o in zip(cfg.outputs, outs):
-            nodes.write(n, lanes, o, rid)
-            written.setdefault(n, []).extend(lanes)
+        return in_nodes, inputs, parents
 
     def advance(self, world: World, actions: torch.Tensor, explored: torch.Tensor, argmax: torch.Tensor) -> None:
         """Push this iteration's actions into the history and set the meta flags."""
