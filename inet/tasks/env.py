@@ -127,6 +127,8 @@ class Environment:
         self.age = torch.zeros(lanes, dtype=torch.long, device=device)
         self.task_reward = torch.zeros(lanes, device=device)
         self.all_lanes = torch.arange(lanes, device=device)
+        self._rejected = torch.zeros(lanes, dtype=torch.bool, device=device)  # this iteration's invalid env actions
+        self._any_rejected = False  # `reject` was called this iteration (no host sync when it was not)
         names = ("new_instance", "age", *self.task_signals)
         chosen = names if cfg.signals is None else cfg.signals
         unknown = [n for n in chosen if n not in names]
@@ -246,6 +248,12 @@ class Environment:
         for k, v in (extras or {}).items():
             self._extras.setdefault(k, torch.zeros(self.lanes, dtype=torch.bool, device=self.device))[lanes] = v
 
+    def reject(self, lanes: torch.Tensor) -> None:
+        """An env action that is invalid in `lanes` (e.g. `next` past the end): those task instances fail with
+        `reward.invalid_action` once this iteration's rewards are collected, before `respond`."""
+        self._rejected[lanes] = True
+        self._any_rejected = True
+
     def fail(self, lanes: torch.Tensor, penalty: float) -> None:
         """End the task instances in `lanes` as failures (invalid action, timeout)."""
         self._ended[lanes] = True
@@ -259,6 +267,11 @@ class Environment:
         self._submitted = torch.zeros(b, dtype=torch.bool, device=dev)
         self._success = torch.zeros(b, dtype=torch.bool, device=dev)
         self._extras: Dict[str, torch.Tensor] = {}
+        if self._any_rejected:
+            if self._rejected.any():
+                self.fail(self._rejected.nonzero().squeeze(1), self.reward.invalid_action)
+                self._rejected.zero_()
+            self._any_rejected = False
         self.respond(step)
         self.age += 1
         timed_out = (self.age >= self.budget()) & ~self._ended

@@ -110,7 +110,6 @@ class Reduce(Environment):
         self.reset_done = torch.zeros(b, dtype=torch.bool, device=dev)  # the reset PU ran in this instance
         self.pending = torch.zeros(b, dtype=torch.bool, device=dev)  # an item was fetched but not reduced
         self._fetched = torch.zeros(b, dtype=torch.bool, device=dev)  # this iteration's valid `next`
-        self._invalid = torch.zeros(b, dtype=torch.bool, device=dev)  # this iteration's `next` past the end
 
     def bind(self, action_index: dict) -> None:
         super().bind(action_index)
@@ -141,7 +140,7 @@ class Reduce(Environment):
     def act(self, action: str, lanes: torch.Tensor, step: Step) -> None:
         pos, length = self.pos[lanes], self.length[lanes]
         valid = pos < length
-        self._invalid[lanes[~valid]] = True  # failed in `respond`, once this iteration's rewards are collected
+        self.reject(lanes[~valid])
         ok = lanes[valid]
         if len(ok):
             item = self.seq[ok, self.pos[ok]].float().unsqueeze(1)
@@ -150,9 +149,6 @@ class Reduce(Environment):
             self._fetched[ok] = True
 
     def respond(self, step: Step) -> None:
-        if self._invalid.any():
-            self.fail(self._invalid.nonzero().squeeze(1), self.reward.invalid_action)
-            self._invalid.zero_()
         lanes = step.written.get(self.out_node)
         if lanes:
             idx = torch.tensor(lanes, device=self.device)

@@ -110,7 +110,6 @@ class Replay(Environment):
         self.y = torch.zeros(b, device=dev)
         self.progress = torch.zeros(b, dtype=torch.long, device=dev)
         self.routed = torch.zeros(b, dtype=torch.bool, device=dev)  # the target pass came through the route
-        self.invalid = torch.zeros(b, dtype=torch.bool, device=dev)  # fetched with an empty memory
         self.fresh_only = bool(self.params.get("fresh_only", True))
         self.step_reward = float(self.params.get("step_reward", 0.0))
         self.worth = torch.zeros(b, dtype=torch.bool, device=dev)  # new transitions had come in before this fetch
@@ -141,7 +140,7 @@ class Replay(Environment):
     def act(self, action: str, lanes: torch.Tensor, step: Step) -> None:
         self.collect()
         empty = self.memory.count[lanes] == 0
-        self.invalid[lanes[empty]] = True  # failed in `respond`, once this iteration's rewards are collected
+        self.reject(lanes[empty])
         lanes = lanes[~empty]
         if not len(lanes):
             return
@@ -153,9 +152,6 @@ class Replay(Environment):
 
     def respond(self, step: Step) -> None:
         self.collect()
-        if self.invalid.any():
-            self.fail(self.invalid.nonzero().squeeze(1), self.reward.invalid_action)
-            self.invalid.zero_()
         advanced = (step.actions == self.route_ids[self.progress.clamp(max=2)]) & (self.phase != IDLE)
         self.progress = route_progress(self.progress, step.actions, self.route_ids)
         if self.step_reward and advanced.any():  # shaping: each route step of a replay in progress
@@ -195,7 +191,7 @@ class Replay(Environment):
         return {"td_loss": self.loss_ema, "replays": self.replays / self.lanes}
 
     def task_state(self) -> dict:
-        keys = ("seen", "replayed", "phase", "current", "y", "progress", "routed", "invalid", "worth")
+        keys = ("seen", "replayed", "phase", "current", "y", "progress", "routed", "worth")
         return {"data": self.memory.data.clone(), "count": self.memory.count.clone(), "loss_ema": self.loss_ema,
                 "replays": self.replays,
                 **{k: getattr(self, k).clone() for k in keys}}
@@ -204,5 +200,5 @@ class Replay(Environment):
         self.memory.data, self.memory.count = state["data"].clone(), state["count"].clone()
         self.loss_ema, self.replays = state["loss_ema"], state["replays"]
         for k, v in state.items():
-            if k not in ("data", "count", "loss_ema", "replays"):
+            if k not in ("data", "count", "loss_ema", "replays", "invalid"):  # "invalid": before Environment.reject
                 setattr(self, k, v.clone())

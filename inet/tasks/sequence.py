@@ -79,7 +79,6 @@ class Sequence(Environment):
         self.prepared = torch.zeros(b, len(ROUTE_ROLES[:2]), dtype=torch.bool, device=dev)  # clear, reset done
         self.route_ok = torch.ones(b, dtype=torch.bool, device=dev)
         self._fetched = torch.zeros(b, dtype=torch.bool, device=dev)
-        self._invalid = torch.zeros(b, dtype=torch.bool, device=dev)
 
     def bind(self, action_index: dict) -> None:
         super().bind(action_index)
@@ -108,7 +107,7 @@ class Sequence(Environment):
 
     def act(self, action: str, lanes: torch.Tensor, step: Step) -> None:
         valid = self.pos[lanes] < self.length
-        self._invalid[lanes[~valid]] = True
+        self.reject(lanes[~valid])
         ok = lanes[valid]
         if len(ok):
             self.nodes.write(self.in_node, ok.tolist(), self.seq[ok, self.pos[ok]])
@@ -116,9 +115,6 @@ class Sequence(Environment):
             self._fetched[ok] = True
 
     def respond(self, step: Step) -> None:
-        if self._invalid.any():
-            self.fail(self._invalid.nonzero().squeeze(1), self.reward.invalid_action)
-            self._invalid.zero_()
         self._follow_route(step.actions)
         lanes = step.written.get(self.out_node)
         if lanes:
