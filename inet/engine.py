@@ -326,7 +326,8 @@ class Engine:
 
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
-        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
+        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS,
+                *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
         """Start a new log interval: the PU usage shares and losses count from here."""
@@ -358,7 +359,7 @@ class Engine:
         return {qualified_name(e, k, n): v for e in self.envs for k, v in values(e).items()}
 
     def metrics(self) -> Dict[str, float]:
-        """KPIs and training diagnostics at the current iteration (nan: a declared KPI not measured yet)."""
+        """KPIs and training diagnostics at the current iteration (nan: a declared KPI or diagnostic not measured)."""
         out = self._per_env(lambda e: self.trackers[e].snapshot())
         out.update(self.cu.metrics())
         out.update({
@@ -367,16 +368,16 @@ class Engine:
             "guarded_updates": self.pu_optimizer.guarded,
             "nonfinite_skipped": self.stats["nonfinite_skipped"],
             **self.protect.metrics(),
-            **(self.pu_replay.metrics() if self.pu_replay else {"pu_replay_loss": float("nan")}),
-            **(self.curiosity.metrics() if self.curiosity else {k.name: float("nan") for k in CURIOSITY_KPIS}),
+            **(self.pu_replay.metrics() if self.pu_replay else {}),
+            **(self.curiosity.metrics() if self.curiosity else {}),
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
         if self.cfg.evaluation.interval:
             out.update(self._per_env(lambda e: self.evaluators[e].metrics(self.envs[e].max_trained_length())
                                      if e in self.evaluators else {}))
-        for k in self.declared_kpis():
-            if k.curve:
+        for k in (*self.declared_kpis(), *self.diagnostics()):  # declared, not measured (e.g. a mechanism that is off)
+            if k.curve and k.tag_group != "time":  # time/: the runner's wall-clock numbers
                 out.setdefault(k.name, float("nan"))
         return out
 

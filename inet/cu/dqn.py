@@ -215,7 +215,7 @@ class DQN:
     def metrics(self) -> Dict[str, float]:
         return {"epsilon": self.epsilon(self.iteration), "td_loss": float(self.last_loss), "cu_updates": self.updates,
                 "replay_ratio": self.cfg.gradient_steps / self.cfg.train_freq, "bonus_share": float(self.bonus_share),
-                **(self.sil.metrics() if self.sil else {"sil_loss": float("nan"), "sil_share": float("nan")})}
+                **(self.sil.metrics() if self.sil else {})}
 
     @torch.no_grad()
     def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
