@@ -34,14 +34,21 @@ def every_lane(lanes: Sequence[int], b: int) -> bool:
     return len(lanes) == b and list(lanes) == list(range(b))
 
 
-def positions_by_value(values: torch.Tensor) -> Dict[int, List[int]]:
-    """{value: the positions holding it, ascending}, by value in ascending order (a sort, not a Python loop)."""
-    if values.numel() == 1:
-        return {int(values): [0]}
+def groups_by_value(values: torch.Tensor) -> Tuple[List[int], List[int], torch.Tensor]:
+    """(the distinct values ascending, how many positions hold each, the positions grouped by value in that
+    order, ascending within a group): one stable sort, not a Python loop."""
     ordered, order = torch.sort(values, stable=True)
     names, counts = torch.unique_consecutive(ordered, return_counts=True)
+    return names.tolist(), counts.tolist(), order
+
+
+def positions_by_value(values: torch.Tensor) -> Dict[int, List[int]]:
+    """{value: the positions holding it, ascending}, by value in ascending order."""
+    if values.numel() == 1:
+        return {int(values): [0]}
+    names, counts, order = groups_by_value(values)
     positions, out, start = order.tolist(), {}, 0
-    for v, n in zip(names.tolist(), counts.tolist()):
+    for v, n in zip(names, counts):
         out[v], start = positions[start:start + n], start + n
     return out
 
@@ -90,8 +97,10 @@ class Nodes:
     def cu_size(self) -> int:
         return sum(stop - start for _, start, stop in self.cu_views)
 
-    def write(self, name: str, lanes: Sequence[int], value: torch.Tensor, writer: int = ENV) -> None:
-        """Write `value` [len(lanes), *shape] into the given lanes, recording who wrote it.
+    def write(self, name: str, lanes: Sequence[int], value: torch.Tensor, writer: int = ENV,
+              index: Optional[torch.Tensor] = None) -> None:
+        """Write `value` [len(lanes), *shape] into the given lanes, recording who wrote it; `index` is
+        `lanes` as a tensor where the caller has one.
 
         Out of place: tape records keep references to the values they read.
         """
@@ -108,7 +117,8 @@ class Nodes:
             self.values[name] = value.detach()
             w[:] = [writer] * self.lanes
         else:
-            index = torch.tensor(lanes, device=value.device)
+            if index is None:
+                index = torch.tensor(lanes, device=value.device)
             self.values[name] = self.values[name].index_put((index,), value.detach())
             for lane in lanes:
                 w[lane] = writer

@@ -116,7 +116,7 @@ class Rollout:
             random = None if explored is None else explored if full else explored[idx]
             rid = tape.record(name, lanes, in_nodes, inputs, parents, cfg.outputs, random)
         for n, o in zip(cfg.outputs, outs):
-            nodes.write(n, lanes, o, rid)
+            nodes.write(n, lanes, o, rid, idx)
             written.setdefault(n, []).extend(lanes)
 
     @staticmethod

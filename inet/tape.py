@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .node_kinds import Slots, slot_ids
-from .nodes import ENV, positions_by_value
+from .nodes import ENV, groups_by_value
 from .pus import run_pu
 
 if TYPE_CHECKING:
@@ -62,10 +62,22 @@ class Record:
 @dataclass
 class Pending:
     """Gradient waiting on a record's outputs at one depth: per output, [len(lanes), *shape] or None,
-    and the rows (lane positions) it reached, None for all."""
+    and the rows (lane positions) it reached, None for all. While only one gradient has arrived, on
+    ascending rows of one output, it is kept as it came (`piece`: the output's index, the rows, their
+    gradient), so a batched sweep uses it as is instead of scattering it into zeros and gathering it back."""
 
     grads: List[Optional[torch.Tensor]]
     rows: Optional[set]
+    piece: Optional[Tuple[int, List[int], torch.Tensor]] = None
+
+    def device(self) -> torch.device:
+        return self.piece[2].device if self.piece is not None else next(g.device for g in self.grads if g is not None)
+
+    def dense(self, n: int) -> None:
+        """Scatter the piece into its output's [n, *shape] gradient."""
+        j, rows, grad = self.piece
+        self.piece = None
+        self.grads[j] = grad.new_zeros(n, *grad.shape[1:]).index_add(0, torch.tensor(rows, device=grad.device), grad)
 
 
 class Tape:
@@ -114,9 +126,12 @@ class Tape:
         if len(set(writers)) == 1:
             self._add(writers[0], node, lanes, grad, depth)
             return
-        for w, idx in positions_by_value(torch.tensor(writers)).items():
+        names, counts, order = groups_by_value(torch.tensor(writers))
+        positions, start = order.tolist(), 0
+        for w, n, part in zip(names, counts, grad[order.to(grad.device)].split(counts)):
             if w != ENV:
-                self._add(w, node, list(map(lanes.__getitem__, idx)), grad[torch.tensor(idx, device=grad.device)], depth)
+                self._add(w, node, list(map(lanes.__getitem__, positions[start:start + n])), part, depth)
+            start += n
 
     def _add(self, rid: int, node: str, lanes: Sequence[int], grad: torch.Tensor, depth: int) -> None:
         """Hold a gradient on the record's output `node` in `lanes`, apart from those of other depths."""
@@ -127,17 +142,26 @@ class Tape:
         if by_depth is None:
             by_depth = self._pending[rid] = {}
             heapq.heappush(self._heap, -rid)
+        j = rec.outputs.index(node)
         entry = by_depth.get(depth)
+        partial = list(lanes) != rec.lanes
         if entry is None:
             entry = by_depth[depth] = Pending([None] * len(rec.outputs), set())
-        if list(lanes) != rec.lanes:
+            if partial:
+                rows = list(map(rec.row.__getitem__, lanes))
+                entry.rows.update(rows)
+                if all(a < b for a, b in zip(rows, rows[1:])):
+                    entry.piece = (j, rows, grad)
+                    return
+        elif entry.piece is not None:
+            entry.dense(len(rec.lanes))
+        if partial:
             rows = list(map(rec.row.__getitem__, lanes))
             if entry.rows is not None:
                 entry.rows.update(rows)
             grad = grad.new_zeros(len(rec.lanes), *grad.shape[1:]).index_add(0, torch.tensor(rows, device=grad.device), grad)
         else:
             entry.rows = None
-        j = rec.outputs.index(node)
         entry.grads[j] = grad if entry.grads[j] is None else entry.grads[j] + grad
 
     def sweep(self, pus: Dict[str, nn.Module]) -> int:
@@ -171,6 +195,8 @@ class Tape:
             items = [(self.records[r], depth, entry) for r in group for depth, entry in self._pending.pop(r).items()]
             rec, depth, entry = items[0]
             if len(items) == 1 and (entry.rows is None or len(entry.rows) == len(rec.lanes)):
+                if entry.piece is not None:
+                    entry.dense(len(rec.lanes))
                 self._visit(pus, rec, entry.grads, depth)
             else:
                 self._visit_batch(pus, items)
@@ -244,11 +270,16 @@ class Tape:
         rows = [None if e.rows is None else sorted(e.rows) for _, _, e in items]
         deeper = [depth < self.horizon for _, depth, _ in items]
         sizes = [len(rec.lanes) if r is None else len(r) for (rec, _, _), r in zip(items, rows)]
-        pick = [None if r is None else torch.tensor(r, device=next(g.device for g in e.grads if g is not None))
-                for (_, _, e), r in zip(items, rows)]
+        pick = [None if r is None else torch.tensor(r, device=e.device()) for (_, _, e), r in zip(items, rows)]
 
         def part(x: torch.Tensor, k: int) -> torch.Tensor:
             return x if pick[k] is None else x[pick[k]]
+
+        def grad_part(e: Pending, j: int, k: int) -> Optional[torch.Tensor]:
+            """Item k's gradient on output j, on its rows (None: none arrived)."""
+            if e.piece is not None:
+                return e.piece[2] if e.piece[0] == j else None
+            return None if e.grads[j] is None else part(e.grads[j], k)
 
         first = items[0][0]
         leaves = [self._leaf(torch.cat([part(rec.inputs[i], k) for k, (rec, _, _) in enumerate(items)]),
@@ -257,9 +288,9 @@ class Tape:
             outs, stored = self._run(pus, first, leaves, sum(sizes))
             grads = []
             for j, o in enumerate(outs):
-                parts = [e.grads[j] for _, _, e in items]
+                parts = [grad_part(e, j, k) for k, (_, _, e) in enumerate(items)]
                 grads.append(None if all(g is None for g in parts) else torch.cat(
-                    [o.new_zeros(n, *o.shape[1:]) if g is None else part(g, k) for k, (g, n) in enumerate(zip(parts, sizes))]))
+                    [o.new_zeros(n, *o.shape[1:]) if g is None else g for g, n in zip(parts, sizes)]))
             if self.scaler is not None:
                 random = torch.cat([torch.zeros(n, dtype=torch.bool, device=outs[0].device) if rec.random is None
                                     else part(rec.random, k) for k, ((rec, _, _), n) in enumerate(zip(items, sizes))])

@@ -62,8 +62,8 @@ class Multitask(Environment):
         self.ran_first[lanes] = False
         self.last_first[lanes] = False
         lane_list = lanes.tolist()
-        self.nodes.write(self.a_node, lane_list, a.unsqueeze(1))
-        self.nodes.write(self.b_node, lane_list, b.unsqueeze(1))
+        self.nodes.write(self.a_node, lane_list, a.unsqueeze(1), index=lanes)
+        self.nodes.write(self.b_node, lane_list, b.unsqueeze(1), index=lanes)
 
     def respond(self, step: Step) -> None:
         lanes = step.written.get(self.out_node)
