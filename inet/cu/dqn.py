@@ -249,6 +249,10 @@ class DQN:
         outcome of a long route reach its early choices through states the CU's inputs cannot tell
         apart. Each slot keeps its running return, so an iteration costs O(n * B), not a Python loop."""
         n = self.cfg.n_step
+        if n == 1:  # the ring below with one slot stores exactly this, with a dozen fewer tensor operations
+            self.steps += 1
+            self.replay.add(obs, actions, rewards, next_obs, (1.0 - terminal) * self.cfg.gamma)
+            return
         if self.pending is None:  # rewards and terminal are [B], or [B, heads]: each head's own stream
             self.pending = {"obs": obs.new_zeros((n, *obs.shape)), "actions": actions.new_zeros((n, *actions.shape)),
                             "ret": rewards.new_zeros((n, *rewards.shape)), "alive": rewards.new_zeros((n, *rewards.shape)),
@@ -276,12 +280,12 @@ class DQN:
             if imitation is not None:
                 loss = loss + self.cfg.self_imitation * imitation
         self.optimizer.zero_grad()
-        if not finite(loss):
-            return f"the CU's TD loss is {loss.item()}"
         loss.backward()
         norm = clip_([p.grad for p in self.params], self.cfg.max_grad_norm)
-        if not finite(norm):
+        if not finite(loss.detach() + norm):  # one host sync for both checks
             self.optimizer.zero_grad()
+            if not finite(loss):
+                return f"the CU's TD loss is {loss.item()}"
             return "the CU's Q-network got a non-finite gradient"
         self.optimizer.step()
         self.updates += 1

@@ -80,8 +80,8 @@ class WriteLog:
         self._write = nodes.write
         nodes.write = self._logged
 
-    def _logged(self, name: str, lanes, value, writer: int = ENV) -> None:
-        self._write(name, lanes, value, writer)
+    def _logged(self, name: str, lanes, value, writer: int = ENV, index=None) -> None:
+        self._write(name, lanes, value, writer, index)
         if self.lane in lanes:
             starting = next((e.name for e in self.envs.values() if e.starting), None)
             self.entries.append((name, writer, starting, self.nodes.values[name][self.lane].flatten().tolist()))
