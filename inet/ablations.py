@@ -22,6 +22,7 @@ from .reproduce import run_set
 # name -> the overrides that turn the mechanism on (paper section 6; docs/mechanisms.md)
 MECHANISMS: Dict[str, List[str]] = {
     "baseline": [],
+    "qr_dqn": ["cu=qr_dqn"],  # the learner alone: the baseline of the rows that need QR-DQN
     "guard": ["pu_optim.guard=3.0"],
     "random_use_scale": ["pu_optim.random_use_scale=0.1"],
     "use_guard": ["pu_optim.use_guard=3.0"],
@@ -51,6 +52,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--experiments", default=f"{MULTITASK},{REDUCE}",
                    help="comma-separated experiments (default: the four multitask variants, reduce/xor, reduce/and)")
     p.add_argument("--args", default="", help="overrides of every job, e.g. 'lanes=4'")
+    p.add_argument("--distractors", choices=["one", "two"], default=None,
+                   help="add one or two PUs of no use that write the answer node (configs/distractors/), "
+                        "to measure robustness to them")
     p.add_argument("--dry-run", action="store_true", help="print the sweeps' commands, run nothing")
     a = p.parse_args(argv)
     for name in [n for n in (*a.only.split(","), *a.combine.split(",")) if n]:
@@ -84,8 +88,9 @@ def sweeps(a: argparse.Namespace) -> List[List[str]]:
         for family in ("multitask", "reduce"):
             experiments = [e for e in chosen if e.startswith(f"{family}/")]
             if experiments:
+                distract = [f"+distractors={family}_{a.distractors}"] if a.distractors else []
                 jobs.append([f"experiment={','.join(experiments)}", f"seed={seeds}",
-                             *merged(["progress=false"], budget[family], overrides, extra),
+                             *merged(["progress=false"], budget[family], overrides, distract, extra),
                              f"hydra.sweep.dir={out / name / family}"])
     return jobs
 

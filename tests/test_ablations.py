@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
+import torch
 
 from inet.ablations import MECHANISMS, main, parse, rows, sweeps
 from inet.compose import compose
@@ -53,3 +54,25 @@ def test_an_unknown_mechanism_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit) as stop:
         parse(["--only", "baseline,curiousity"])
     assert stop.value.code == 2 and "unknown mechanism 'curiousity'; choose from baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["one", "two"])
+def test_distractors_add_frozen_pus_that_write_the_answer_node_and_never_change(count):
+    """`--distractors one|two` adds each family's configs/distractors/<family>_<count>.yaml: PUs of no use,
+    frozen, that write the Environment's answer node and are actions of the CU; a run leaves them unchanged."""
+    jobs = sweeps(parse(["--only", "baseline", "--distractors", count]))
+    assert [[a for a in j if a.startswith("+distractors=")] for j in jobs] == [
+        [f"+distractors=multitask_{count}"], [f"+distractors=reduce_{count}"]]
+    for experiment, family in (("multitask/cu_inputs", "multitask"), ("reduce/xor", "reduce")):
+        cfg = compose([f"experiment={experiment}", f"+distractors={family}_{count}", "iterations=600",
+                       "cu.learning_starts=100"])
+        useless = [n for n in cfg.pus if n.startswith("useless")]
+        assert len(useless) == {"one": 1, "two": 2}[count]
+        answer = next(iter(cfg.envs.values())).outputs
+        assert all(cfg.pus[n].freeze and cfg.pus[n].outputs == answer for n in useless)
+        engine = Engine(cfg)
+        before = {n: [p.clone() for p in engine.pus[n].parameters()] for n in useless}
+        while engine.iteration < cfg.iterations:
+            engine.step()
+        assert all(engine.action_counts[engine.action_index[n]] > 0 for n in useless)
+        assert all(torch.equal(p, q) for n in useless for p, q in zip(before[n], engine.pus[n].parameters()))
