@@ -21,6 +21,7 @@ value can reach within the horizon, which bounds memory over any run length.
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
@@ -270,10 +271,22 @@ class Tape:
         rows = [None if e.rows is None else sorted(e.rows) for _, _, e in items]
         deeper = [depth < self.horizon for _, depth, _ in items]
         sizes = [len(rec.lanes) if r is None else len(r) for (rec, _, _), r in zip(items, rows)]
-        pick = [None if r is None else torch.tensor(r, device=e.device()) for (_, _, e), r in zip(items, rows)]
+        # the rows to keep of the items' tensors stacked whole: one index for all items (None: every row)
+        index, offsets, offset = [], [], 0
+        for (rec, _, _), r in zip(items, rows):
+            index.extend(range(offset, offset + len(rec.lanes)) if r is None else [offset + x for x in r])
+            offsets.append(offset)
+            offset += len(rec.lanes)
+        gather = None if len(index) == offset else torch.tensor(index, device=items[0][2].device())
+        starts = [0, *itertools.accumulate(sizes)]
+
+        def stacked(xs: List[torch.Tensor]) -> torch.Tensor:
+            """The items' tensors (whole, one per item) on the items' rows, stacked."""
+            x = torch.cat(xs)
+            return x if gather is None else x[gather]
 
         def part(x: torch.Tensor, k: int) -> torch.Tensor:
-            return x if pick[k] is None else x[pick[k]]
+            return x if rows[k] is None else x[gather[starts[k]:starts[k + 1]] - offsets[k]]
 
         def grad_part(e: Pending, j: int, k: int) -> Optional[torch.Tensor]:
             """Item k's gradient on output j, on its rows (None: none arrived)."""
@@ -282,7 +295,7 @@ class Tape:
             return None if e.grads[j] is None else part(e.grads[j], k)
 
         first = items[0][0]
-        leaves = [self._leaf(torch.cat([part(rec.inputs[i], k) for k, (rec, _, _) in enumerate(items)]),
+        leaves = [self._leaf(stacked([rec.inputs[i] for rec, _, _ in items]),
                              [rec.parents[i] for rec, _, _ in items], deeper) for i in range(len(first.inputs))]
         with torch.enable_grad():
             outs, stored = self._run(pus, first, leaves, sum(sizes))
@@ -292,8 +305,8 @@ class Tape:
                 grads.append(None if all(g is None for g in parts) else torch.cat(
                     [o.new_zeros(n, *o.shape[1:]) if g is None else g for g, n in zip(parts, sizes)]))
             if self.scaler is not None:
-                random = torch.cat([torch.zeros(n, dtype=torch.bool, device=outs[0].device) if rec.random is None
-                                    else part(rec.random, k) for k, ((rec, _, _), n) in enumerate(zip(items, sizes))])
+                random = stacked([torch.zeros(len(rec.lanes), dtype=torch.bool, device=outs[0].device)
+                                  if rec.random is None else rec.random for rec, _, _ in items])
                 grads = self.scaler.scale(first.pu, grads, random)
             if not self._backward(outs, grads):
                 return
