@@ -5,7 +5,7 @@ import shlex
 
 import pytest
 
-from inet.ablations import MECHANISMS, main, parse, rows, sweeps
+from inet.ablations import MECHANISMS, experiments_of, main, parse, rows, sweeps
 from inet.compose import compose
 from inet.engine import Engine
 
@@ -13,9 +13,9 @@ from inet.engine import Engine
 def test_every_mechanism_composes_with_every_ablated_experiment_and_builds():
     """Each row's overrides compose with all six experiments and build an engine of each task (a typo or a
     refused combination would otherwise show only hours into a sweep)."""
-    for overrides in MECHANISMS.values():
-        for experiment in ("multitask/base", "multitask/cu_inputs", "multitask/training_wheels",
-                           "multitask/pretrained", "reduce/xor", "reduce/and"):
+    for name, overrides in MECHANISMS.items():
+        for experiment in experiments_of(name, ("multitask/base", "multitask/cu_inputs", "multitask/training_wheels",
+                                                "multitask/pretrained", "reduce/xor", "reduce/and")):
             cfg = compose([f"experiment={experiment}", *overrides])
             if experiment in ("multitask/base", "reduce/xor"):  # the others differ in settings the rows leave alone
                 Engine(cfg)
@@ -53,3 +53,9 @@ def test_an_unknown_mechanism_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit) as stop:
         parse(["--only", "baseline,curiousity"])
     assert stop.value.code == 2 and "unknown mechanism 'curiousity'; choose from baseline" in capsys.readouterr().err
+
+
+def test_a_mechanism_meaningful_for_some_experiments_runs_only_on_those():
+    jobs = sweeps(parse(["--only", "node_actions", "--combine", "node_actions,guard"]))
+    assert [j[0] for j in jobs] == ["experiment=multitask/base,multitask/cu_inputs,multitask/pretrained"] * 2
+    assert experiments_of("guard", ["reduce/xor"]) == ["reduce/xor"]
