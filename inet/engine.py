@@ -4,7 +4,9 @@
   1. the CU (a learner behind the protocol of inet/cu/protocol.py) reads its input
      vector and picks an action per lane (exploring, or a script);
   2. each chosen action runs once on the lanes that chose it: a PU run (recorded
-     on the tape) or an Environment action (inet/rollout.py, shared with evaluation);
+     on the tape), a node action (`cu.node_actions`: the rated best of the node's
+     writers, inet/node_actions.py) or an Environment action (inet/rollout.py,
+     shared with evaluation);
   3. Environments give feedback: rewards, `terminal` at task-instance ends, and
      node losses; new task instances start and write their inputs;
   4. node losses and the CU's loss gradient on the CU-visible nodes are swept

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 from torch import nn
 
+from inet.analysis.viz_layout import network
 from inet.compose import compose
 from inet.config import ConfigError, CUConfig, NodeConfig
 from inet.engine import Engine
@@ -71,6 +73,8 @@ def test_the_cu_gets_one_action_per_written_node_and_the_environments_the_pus_af
     assert engine.node_raters.writers == {"n2": ["pu1", "pu2"], "n3": ["pu0"]}
     assert list(engine.node_raters.raters) == ["n2"]  # a node with one writer needs no rater
     assert [a["kind"] for a in action_kinds(engine)] == ["node", "node"]
+    drawn = {e["id"]: e["actions"] for e in network(asdict(engine.cfg), action_kinds(engine))["elements"]}
+    assert drawn["node:n2"] == [0] and drawn["node:n3"] == [1] and drawn["pu:pu1"] == []  # the viewer lights the node
     reduce = Engine(compose(["experiment=reduce/xor", "cu.node_actions=true"]))
     assert reduce.action_names == ["next", "node:n1", "node:n2"]  # env actions stay
 
