@@ -1,7 +1,7 @@
 """`inet ablations` (`make ablations`): every section 6 mechanism alone, and a combination, against the baseline.
 
 Each mechanism (`MECHANISMS`: a name and its overrides) runs on the four multitask
-variants and on reduce/xor and reduce/and, for every seed, through `inet run -m` (the
+variants and on reduce/xor and reduce/and (or the part of them `ONLY` names), for every seed, through `inet run -m` (the
 joblib launcher, one job per core); `inet report` then aggregates everything into one
 table whose variants are named by their overrides, the baseline among them. Budgets:
 `full` runs each experiment at its configured iterations with seeds 0-4; `small`
@@ -34,7 +34,12 @@ MECHANISMS: Dict[str, List[str]] = {
     "explore_uncertainty": ["cu=qr_dqn", "cu.exploration=uncertainty"],
     "self_imitation": ["cu.self_imitation=0.5"],
     "pu_replay": ["pu_optim.replay=8"],
+    "node_actions": ["cu.node_actions=true"],
 }
+# the experiments a mechanism runs on, where not all. Node actions: competing writers of one node with a loss
+# of its own are multitask's pu1, pu2 -> n2 (reduce's writers of n2, reduce and reset, play different roles and
+# n2 gets no loss, so its rater cannot learn); training_wheels' teacher names PU actions, so it is refused.
+ONLY: Dict[str, List[str]] = {"node_actions": ["multitask/base", "multitask/cu_inputs", "multitask/pretrained"]}
 MULTITASK = "multitask/base,multitask/cu_inputs,multitask/training_wheels,multitask/pretrained"
 REDUCE = "reduce/xor,reduce/and"
 BUDGETS = {"full": {"seeds": "0,1,2,3,4", "multitask": [], "reduce": []},
@@ -77,8 +82,13 @@ def rows(a: argparse.Namespace) -> Dict[str, List[str]]:
     return out
 
 
+def experiments_of(row: str, chosen: Sequence[str]) -> List[str]:
+    """The chosen experiments a row (a mechanism, or `a+b` combined) runs on: those every mechanism in it allows."""
+    return [e for e in chosen if all(e in ONLY.get(m, [e]) for m in row.split("+"))]
+
+
 def sweeps(a: argparse.Namespace) -> List[List[str]]:
-    """The `inet run -m` argument lists: per row, one sweep of multitask and one of reduce."""
+    """The `inet run -m` argument lists: per row, one sweep of multitask and one of reduce (where it runs any)."""
     budget = BUDGETS[a.budget]
     seeds = a.seeds or budget["seeds"]
     extra, out = shlex.split(a.args), Path(a.out)
@@ -86,7 +96,7 @@ def sweeps(a: argparse.Namespace) -> List[List[str]]:
     jobs = []
     for name, overrides in rows(a).items():
         for family in ("multitask", "reduce"):
-            experiments = [e for e in chosen if e.startswith(f"{family}/")]
+            experiments = [e for e in experiments_of(name, chosen) if e.startswith(f"{family}/")]
             if experiments:
                 distract = [f"+distractors={family}_{a.distractors}"] if a.distractors else []
                 jobs.append([f"experiment={','.join(experiments)}", f"seed={seeds}",

@@ -207,6 +207,14 @@ class CUConfig:
     # dominates the policy or the gradients (inet/cu/popart.py; DQN only)
     popart: bool = False
     popart_beta: float = 1e-3  # step size of the running mean and second moment of each head's targets
+    # paper 6.7 (inet/node_actions.py): one action per node some PU writes (`node:<n>`) instead of one per PU;
+    # it runs all the node's writers and a learned rater picks the value written
+    node_actions: bool = False
+    node_rater_epsilon: float = 0.1  # the share of node actions whose value is a uniformly drawn writer's
+    node_rater_lr: float = 1e-3  # Adam learning rate of the raters
+    node_rater_hidden: List[int] = field(default_factory=lambda: [32])  # each rater's hidden layer sizes
+    # the rater also sees the values the writers read (false: only the candidate value and which PU wrote it)
+    node_rater_context: bool = True
 
 
 @dataclass
@@ -459,6 +467,7 @@ def validate(cfg: RunConfig) -> None:
     _require(cu.self_imitation >= 0, "cu.self_imitation", f"must be >= 0 (0 = off), got {cu.self_imitation}")
     _require(cu.max_grad_norm > 0, "cu.max_grad_norm", f"must be > 0, got {cu.max_grad_norm}")
     _require(0.0 < cu.popart_beta <= 1.0, "cu.popart_beta", f"must be in (0, 1], got {cu.popart_beta}")
+    _validate_node_actions(cfg)
 
     _require(cfg.tape.horizon >= 1, "tape.horizon", f"must be >= 1 (1 = only the PU that wrote the node), got {cfg.tape.horizon}")
     _require(0.0 < cfg.tape.depth_decay <= 1.0, "tape.depth_decay", f"must be in (0, 1], got {cfg.tape.depth_decay}")
@@ -503,6 +512,30 @@ def validate(cfg: RunConfig) -> None:
         _require(cfg.training_wheels.teacher is None, "training_wheels.teacher",
                  f"with {len(cfg.envs)} Environments ({', '.join(cfg.envs)}) give each its own teacher as "
                  "envs.<env>.training_wheels.teacher and set this one to null")
+
+
+def _validate_node_actions(cfg: RunConfig) -> None:
+    """Node actions (paper 6.7) replace the PU actions: refuse what names PU actions or what they do not support."""
+    cu = cfg.cu
+    _require(0.0 <= cu.node_rater_epsilon <= 1.0, "cu.node_rater_epsilon", f"must be in [0, 1], got {cu.node_rater_epsilon}")
+    _require(cu.node_rater_lr > 0, "cu.node_rater_lr", f"must be > 0, got {cu.node_rater_lr}")
+    _require(all(h >= 1 for h in cu.node_rater_hidden), "cu.node_rater_hidden", f"sizes must be >= 1, got {cu.node_rater_hidden}")
+    if not cu.node_actions:
+        return
+    off = "or set cu.node_actions=false"
+    _require(cu.script is None, "cu.node_actions", f"cu.script names PU actions, which node actions replace; "
+             f"set cu.script=null {off}")
+    wheels = [("training_wheels", cfg.training_wheels),
+              *((f"envs.{e}.training_wheels", env.training_wheels) for e, env in cfg.envs.items())]
+    for key, tw in wheels:
+        _require(tw.iterations == 0, "cu.node_actions", f"{key} has a teacher, and teachers name PU actions, which "
+                 f"node actions replace; set {key}.iterations=0 {off}")
+    for name, node in cfg.nodes.items():
+        _require(node.kind == "vector", "cu.node_actions", f"node '{name}' is {node.kind}; node actions support "
+                 f"vector nodes only {off}")
+    for name, pu in cfg.pus.items():
+        _require(len(pu.outputs) == 1, "cu.node_actions", f"PU '{name}' writes {len(pu.outputs)} nodes {pu.outputs}; "
+                 f"with node actions every PU writes exactly one node: split it into one PU per node {off}")
 
 
 def _validate_wheels(tw: TrainingWheelsConfig, key: str) -> None:

@@ -4,7 +4,9 @@
   1. the CU (a learner behind the protocol of inet/cu/protocol.py) reads its input
      vector and picks an action per lane (exploring, or a script);
   2. each chosen action runs once on the lanes that chose it: a PU run (recorded
-     on the tape) or an Environment action (inet/rollout.py, shared with evaluation);
+     on the tape), a node action (`cu.node_actions`: the rated best of the node's
+     writers, inet/node_actions.py) or an Environment action (inet/rollout.py,
+     shared with evaluation);
   3. Environments give feedback: rewards, `terminal` at task-instance ends, and
      node losses; new task instances start and write their inputs;
   4. node losses and the CU's loss gradient on the CU-visible nodes are swept
@@ -30,6 +32,8 @@ from .cu.curiosity import KPIS as CURIOSITY_KPIS
 from .cu.curiosity import Curiosity
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
+from .node_actions import KPIS as NODE_ACTION_KPIS
+from .node_actions import NodeRaters, action_name, writers_by_node
 from .node_kinds import Combine, Combiner as CombinerKind
 from .nodes import ENV, Nodes, pu_view, reader
 from .pretrain import pretrain
@@ -80,18 +84,23 @@ class Engine:
             cls = import_object(ecfg._target_, f"envs.{name}._target_")
             self.envs[name] = cls(name, ecfg, self.nodes, b, dev, gens[f"env:{name}"])
         self.actions: List[Action] = [(env.name, a) for env in self.envs.values() for a in env.actions]
-        self.actions += [(None, n) for n in cfg.pus]
+        writers = writers_by_node(cfg) if cfg.cu.node_actions else {}  # paper 6.7: one action per written node
+        self.actions += [(None, action_name(n)) for n in writers] if writers else [(None, n) for n in cfg.pus]
         node_actions = {f"{a}_{n}": (n, a) for n, k in self.nodes.kinds.items() for a in k.actions}
         self.actions += [(None, a) for a in node_actions]
         self.action_names = [a for _, a in self.actions]
-        dup = {a for a in self.action_names if self.action_names.count(a) > 1}
+        names = self.action_names + (list(cfg.pus) if writers else [])
+        dup = {a for a in names if names.count(a) > 1}
         if dup:
             raise ConfigError(f"pus: action names {sorted(dup)} are used twice; env actions and PU names "
                               "together must be unique, so rename the PU")
         self.action_index = {a: i for i, a in enumerate(self.action_names)}
-        for env in self.envs.values():
-            env.bind(self.action_index)
         self.n_actions = len(self.actions)
+        # what the Environments index (`Step.ran`): the actions, then with node actions each PU
+        self.ran_index = {**self.action_index, **{p: self.n_actions + i for i, p in enumerate(cfg.pus) if writers}}
+        self.ran_names = list(self.ran_index)
+        for env in self.envs.values():
+            env.bind(self.ran_index)
 
         self.wheels = training_wheels(cfg)  # env -> its training wheels (only those that are on)
         self.teachers = {e: import_object(tw.teacher, "training_wheels.teacher" if tw is cfg.training_wheels
@@ -124,8 +133,11 @@ class Engine:
         self._mark_random = cfg.pu_optim.random_use_scale != 1.0
         trained = self.pus if not len(self.node_modules) else nn.ModuleDict({**self.pus, **self.node_modules})
         self.pu_optimizer = PUOptimizer(trained, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
+        self.node_raters = NodeRaters(cfg.cu, writers, {n: p.inputs for n, p in cfg.pus.items()}, self.nodes,
+                                      cfg.seed * 1000 + 997, dev) if writers else None
         self.rollout = Rollout(cfg.cu, self.runners, cfg.pus, self.actions, node_actions,
-                               [n for n, p in cfg.pus.items() if set(p.inputs + p.outputs) & self.nodes.kinds.keys()])
+                               [n for n, p in cfg.pus.items() if set(p.inputs + p.outputs) & self.nodes.kinds.keys()],
+                               self.node_raters, self.ran_index)
 
         self.iteration = 0
         self.world = self.rollout.new_world(self.nodes, self.envs)
@@ -135,7 +147,7 @@ class Engine:
                            if env.max_trained_length() != float("inf")}
         self.stats = {"pu_loss": float("nan"), "tape_visited": 0, "nonfinite_skipped": 0}
         self.last_info: Optional[ActInfo] = None  # the learner's report on the last actions (read by the trace)
-        self.action_counts = torch.zeros(self.n_actions, dtype=torch.long, device=dev)  # since `start_interval`
+        self.action_counts = torch.zeros(len(self.ran_index), dtype=torch.long, device=dev)  # `Step.ran`, since `start_interval`
         self.pu_losses = PULosses(list(self.pus), cfg.tape.horizon)  # each PU's loss since `start_interval`
         self._ones = torch.ones(b, dtype=torch.long, device=dev)
         for env in self.envs.values():
@@ -201,7 +213,7 @@ class Engine:
 
         step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite,
                                   explore if self._mark_random else None)
-        self.action_counts.index_add_(0, actions, self._ones)
+        self.action_counts.index_add_(0, step.ran, self._ones)
         reward, env_reward = step.reward, step.env_reward
         shaping = [e for e in taught if self.wheels[e].mode != "lead"]
         if shaping:
@@ -284,6 +296,7 @@ class Engine:
             v = value.detach().requires_grad_()
             with torch.enable_grad():
                 raw = loss_fn(v)
+                raw = raw.sum() if raw.dim() else raw  # per-lane losses, or their sum
                 loss = raw * scale
                 (g,) = torch.autograd.grad(loss, v)
             if not finite(loss):
@@ -292,7 +305,11 @@ class Engine:
             total += loss.detach()
             self.pu_losses.add(self.tape, writers, raw.detach())
             self.tape.add_grad(writers, node, lanes, g)
+            if self.node_raters is not None:
+                self.node_raters.observe(node, lanes, value, writers, loss_fn)
         self.stats["pu_loss"] = total
+        if self.node_raters is not None:
+            self.node_raters.learn()
 
     def _cu_grad_active(self) -> bool:
         if not self.cfg.cu.grad_to_nodes or self.script is not None or "nodes" not in self.cfg.cu.inputs:
@@ -326,13 +343,15 @@ class Engine:
 
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
-        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS,
+        return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS, *NODE_ACTION_KPIS,
                 *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
         """Start a new log interval: the PU usage shares and losses count from here."""
         self.action_counts.zero_()
         self.pu_losses.reset()
+        if self.node_raters is not None:
+            self.node_raters.start_interval()
 
     def _learning_metrics(self) -> Dict[str, float]:
         """Q-value stats of the last actions, learning rates, and per PU its usage share, loss and gradient norm."""
@@ -345,7 +364,7 @@ class Engine:
         counts = self.action_counts.tolist()
         total = sum(counts)
         for n in self.pus:
-            out[f"pu_usage/{n}"] = counts[self.action_index[n]] / total if total else nan
+            out[f"pu_usage/{n}"] = counts[self.ran_index[n]] / total if total else nan
         out.update(self.pu_losses.means())
         optim = self.pu_optimizer
         for n, lr in optim.learning_rates().items():
@@ -370,6 +389,7 @@ class Engine:
             **self.protect.metrics(),
             **(self.pu_replay.metrics() if self.pu_replay else {}),
             **(self.curiosity.metrics() if self.curiosity else {}),
+            **(self.node_raters.metrics() if self.node_raters else {}),
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
@@ -411,6 +431,7 @@ class Engine:
             "protect": self.protect.state_dict(),
             "pu_replay": self.pu_replay.state_dict() if self.pu_replay else None,
             "curiosity": self.curiosity.state_dict() if self.curiosity else None,
+            **({"node_actions": self.node_raters.state_dict()} if self.node_raters else {}),
             "rng": global_state(),
         }
 
@@ -439,6 +460,11 @@ class Engine:
                 raise ConfigError("curiosity.kind: this checkpoint was written without curiosity; resume it with "
                                   "curiosity.kind=none")
             self.curiosity.load_state_dict(state["curiosity"])
+        if self.node_raters is not None:
+            if state.get("node_actions") is None:
+                raise ConfigError("cu.node_actions: this checkpoint was written without node actions; resume it with "
+                                  "cu.node_actions=false")
+            self.node_raters.load_state_dict(state["node_actions"])
         if self.pu_replay is not None and state.get("pu_replay") is not None:
             self.pu_replay.load_state_dict(state["pu_replay"])
         if "protect" in state:  # checkpoints written before per-use protection have none

@@ -49,7 +49,7 @@ def success_at_length(engine: "Engine", length: int, instances: int, generator: 
         else:
             gen = torch.Generator(dev).manual_seed((generator.initial_seed() + i) % 2**63)
         envs[other] = type(engine.envs[other])(other, ecfg, nodes, instances, dev, gen)
-        envs[other].bind(engine.action_index)
+        envs[other].bind(engine.ran_index)
         envs[other].reset()
     env = envs[name]
     world = engine.rollout.new_world(nodes, envs, greedy=True)

@@ -11,7 +11,7 @@ none and its own world, so it changes no training state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,10 @@ from .pus import run_pu
 from .tape import Tape
 from .tasks.env import Environment, Step, lanes_by_action
 
-Action = Tuple[Optional[str], str]  # (Environment name, action) or (None, PU name)
+if TYPE_CHECKING:
+    from .node_actions import NodeRaters
+
+Action = Tuple[Optional[str], str]  # (Environment name, action) or (None, PU name, node action or node operation)
 
 
 @dataclass
@@ -45,9 +48,11 @@ class Rollout:
     """Observation, action dispatch and history for any world of this IN's nodes, PUs and Environments."""
 
     def __init__(self, cu: CUConfig, pus: Dict[str, nn.Module], pu_cfgs: Dict[str, PUConfig], actions: Sequence[Action],
-                 node_actions: Optional[Dict[str, Tuple[str, str]]] = None, kinded: Sequence[str] = ()):
+                 node_actions: Optional[Dict[str, Tuple[str, str]]] = None, kinded: Sequence[str] = (),
+                 raters: Optional["NodeRaters"] = None, ran_index: Optional[Dict[str, int]] = None):
         """`node_actions`: action name -> (node, operation), e.g. clear_n2 -> (n2, clear); `kinded`: the PUs
-        that read or write a node of another kind than vector."""
+        that read or write a node of another kind than vector; `raters`: with `cu.node_actions`, the node
+        raters (inet/node_actions.py), and `ran_index` each PU's index in `Step.ran`."""
         self.cu = cu
         self.pus = pus
         self.pu_cfgs = pu_cfgs
@@ -55,6 +60,9 @@ class Rollout:
         self.n_actions = len(self.actions)
         self.node_actions = node_actions or {}
         self.kinded = set(kinded)
+        self.raters = raters
+        self.node_runs = {f"node:{n}": n for n in raters.writers} if raters is not None else {}
+        self.ran_index = ran_index or {}
 
     def new_world(self, nodes: Nodes, envs: Dict[str, Environment], greedy: bool = False) -> World:
         """A world with an empty history; `greedy` marks every last action as the argmax, none as random."""
@@ -82,6 +90,8 @@ class Rollout:
             if env is None and name in self.node_actions:
                 node, operation = self.node_actions[name]
                 getattr(world.nodes, operation)(node, lanes)
+            elif env is None and name in self.node_runs:
+                self.run_node(world.nodes, self.node_runs[name], lanes, step, tape, nonfinite, explored)
             elif env is None:
                 self.run_pu(world.nodes, name, lanes, step.written, tape, nonfinite, explored)
             else:
@@ -94,21 +104,69 @@ class Rollout:
                tape: Optional[Tape] = None, nonfinite: Optional[Callable[[str], None]] = None,
                explored: Optional[torch.Tensor] = None) -> None:
         """Run PU `name` on `lanes`, write its outputs (recording the run on `tape`, if given)."""
-        cfg = self.pu_cfgs[name]
         full = every_lane(lanes, nodes.lanes)
         idx = None if full else torch.tensor(lanes, device=nodes.device)
-        parents = None  # each input row's writer, read only for the tape
-        if name in self.kinded:
-            in_nodes, inputs, parents = self._read_kinded(nodes, cfg, lanes, idx)
-        else:
-            in_nodes, inputs = cfg.inputs, [nodes.values[n] if full else nodes.values[n][idx] for n in cfg.inputs]
+        in_nodes, inputs, parents = self._read(nodes, name, lanes, idx)
         with torch.no_grad():
             outs = run_pu(self.pus[name], inputs, len(lanes))
-        if nonfinite is not None:
-            bad = [n for n, o in zip(cfg.outputs, outs) if not finite(o)]
-            if bad:
-                nonfinite(f"PU '{name}' wrote a non-finite value into node '{bad[0]}'")
-                return
+        if nonfinite is not None and not self._finite(name, outs, nonfinite):
+            return
+        self._write(nodes, name, lanes, full, idx, in_nodes, inputs, parents, outs, written, tape, explored)
+
+    def run_node(self, nodes: Nodes, node: str, lanes: List[int], step: Step, tape: Optional[Tape] = None,
+                 nonfinite: Optional[Callable[[str], None]] = None, explored: Optional[torch.Tensor] = None) -> None:
+        """Node action (paper 6.7): run every writer of `node` on `lanes`, and per lane write (and record) the
+        run of the writer the node's rater picks; `step.ran` gets that PU's index (inet/node_actions.py)."""
+        full = every_lane(lanes, nodes.lanes)
+        idx = None if full else torch.tensor(lanes, device=nodes.device)
+        runs = {}
+        for j, name in enumerate(self.raters.writers[node]):
+            in_nodes, inputs, _ = self._read(nodes, name, lanes, idx)
+            with torch.no_grad():
+                outs = run_pu(self.pus[name], inputs, len(lanes))
+            if nonfinite is None or self._finite(name, outs, nonfinite):
+                runs[j] = (name, in_nodes, inputs, outs)
+        if not runs:
+            return
+        choice = self.raters.choose(node, nodes, lanes, idx, {j: r[3][0] for j, r in runs.items()}, tape is not None)
+        rids = [ENV] * len(lanes)
+        for j, (name, in_nodes, inputs, outs) in runs.items():
+            rows = (choice == j).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            won = [lanes[r] for r in rows.tolist()]
+            full = every_lane(won, nodes.lanes)
+            sub = None if full else torch.tensor(won, device=nodes.device)
+            rid = self._write(nodes, name, won, full, sub, in_nodes, [x[rows] for x in inputs], None,
+                              tuple(o[rows] for o in outs), step.written, tape, explored)
+            for r in rows.tolist():
+                rids[r] = rid
+            if step.ran is step.actions:
+                step.ran = step.actions.clone()
+            step.ran[torch.tensor(won, device=step.ran.device)] = self.ran_index[name]
+        if tape is not None:
+            self.raters.track(node, lanes, rids)
+
+    def _read(self, nodes: Nodes, name: str, lanes: List[int], idx: Optional[torch.Tensor]) -> tuple:
+        """What PU `name` reads on `lanes` (`idx`: their index, None for all): (in_nodes, inputs, parents), the
+        parents (each input row's writer) only for a PU touching nodes of other kinds (else None)."""
+        cfg = self.pu_cfgs[name]
+        if name in self.kinded:
+            return self._read_kinded(nodes, cfg, lanes, idx)
+        return cfg.inputs, [nodes.values[n] if idx is None else nodes.values[n][idx] for n in cfg.inputs], None
+
+    def _finite(self, name: str, outs: tuple, nonfinite: Callable[[str], None]) -> bool:
+        """Whether every output of PU `name` is finite; a non-finite one is reported to `nonfinite`."""
+        bad = [n for n, o in zip(self.pu_cfgs[name].outputs, outs) if not finite(o)]
+        if bad:
+            nonfinite(f"PU '{name}' wrote a non-finite value into node '{bad[0]}'")
+        return not bad
+
+    def _write(self, nodes: Nodes, name: str, lanes: List[int], full: bool, idx: Optional[torch.Tensor],
+               in_nodes: List[str], inputs: List[torch.Tensor], parents: Optional[list], outs: tuple,
+               written: Dict[str, List[int]], tape: Optional[Tape], explored: Optional[torch.Tensor]) -> int:
+        """Record PU `name`'s run on `lanes` on `tape` (if given) and write its outputs; returns the record id."""
+        cfg = self.pu_cfgs[name]
         rid = ENV
         if tape is not None:
             if parents is None:
@@ -118,6 +176,7 @@ class Rollout:
         for n, o in zip(cfg.outputs, outs):
             nodes.write(n, lanes, o, rid, idx)
             written.setdefault(n, []).extend(lanes)
+        return rid
 
     @staticmethod
     def _read_kinded(nodes: Nodes, cfg: PUConfig, lanes: List[int], idx: Optional[torch.Tensor]) -> tuple:

@@ -6,7 +6,7 @@ import shlex
 import pytest
 import torch
 
-from inet.ablations import MECHANISMS, main, parse, rows, sweeps
+from inet.ablations import MECHANISMS, experiments_of, main, parse, rows, sweeps
 from inet.compose import compose
 from inet.engine import Engine
 
@@ -14,9 +14,9 @@ from inet.engine import Engine
 def test_every_mechanism_composes_with_every_ablated_experiment_and_builds():
     """Each row's overrides compose with all six experiments and build an engine of each task (a typo or a
     refused combination would otherwise show only hours into a sweep)."""
-    for overrides in MECHANISMS.values():
-        for experiment in ("multitask/base", "multitask/cu_inputs", "multitask/training_wheels",
-                           "multitask/pretrained", "reduce/xor", "reduce/and"):
+    for name, overrides in MECHANISMS.items():
+        for experiment in experiments_of(name, ("multitask/base", "multitask/cu_inputs", "multitask/training_wheels",
+                                                "multitask/pretrained", "reduce/xor", "reduce/and")):
             cfg = compose([f"experiment={experiment}", *overrides])
             if experiment in ("multitask/base", "reduce/xor"):  # the others differ in settings the rows leave alone
                 Engine(cfg)
@@ -76,3 +76,9 @@ def test_distractors_add_frozen_pus_that_write_the_answer_node_and_never_change(
             engine.step()
         assert all(engine.action_counts[engine.action_index[n]] > 0 for n in useless)
         assert all(torch.equal(p, q) for n in useless for p, q in zip(before[n], engine.pus[n].parameters()))
+
+
+def test_a_mechanism_meaningful_for_some_experiments_runs_only_on_those():
+    jobs = sweeps(parse(["--only", "node_actions", "--combine", "node_actions,guard"]))
+    assert [j[0] for j in jobs] == ["experiment=multitask/base,multitask/cu_inputs,multitask/pretrained"] * 2
+    assert experiments_of("guard", ["reduce/xor"]) == ["reduce/xor"]

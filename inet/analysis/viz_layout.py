@@ -89,9 +89,12 @@ def network(config: dict, actions: List[dict]) -> Dict[str, list]:
             layer[f"pu:{p}"] = max(1, min(outs) - 1)
     for n in nodes:
         layer.setdefault(f"node:{n}", 1)
-    action_of = {(a["kind"], a["name"] if a["kind"] == "pu" else a["env"]): [] for a in actions}
+    def element(a: dict) -> Tuple[str, str]:  # the element an action runs: a PU, a node (node action), an env
+        return a["kind"], a["name"] if a["kind"] == "pu" else a.get("node") if a["kind"] == "node" else a["env"]
+
+    action_of: Dict[Tuple[str, str], List[int]] = {element(a): [] for a in actions}
     for i, a in enumerate(actions):
-        action_of[(a["kind"], a["name"] if a["kind"] == "pu" else a["env"])].append(i)
+        action_of[element(a)].append(i)
     columns: Dict[int, List[str]] = {}
     for key, lay in layer.items():
         columns.setdefault(lay, []).append(key)

@@ -279,14 +279,14 @@ class RunAlarms:
     def __init__(self, run_dir: Path, cfg: RunConfig, engine: "Engine"):
         self.path = Path(run_dir) / FILENAME
         self.engine = engine
-        self.monitor = AlarmMonitor(cfg.alarms, engine.action_names, list(engine.pus), q_bound(cfg), engine.device)
+        self.monitor = AlarmMonitor(cfg.alarms, engine.ran_names, list(engine.pus), q_bound(cfg), engine.device)
         self.probe = DriftProbe(engine.runners, [n for n, p in cfg.pus.items() if p.inputs])  # PUs as the tape runs them
         self.drift = self.monitor.on["pu_drift"]
         self._write()
 
     def after_step(self, step: "Step") -> None:
         """Count the CU's choices of the step just taken; probe rows from its PU runs while probes have room."""
-        self.monitor.count(step.actions, self.engine.last_info.explored)
+        self.monitor.count(step.ran, self.engine.last_info.explored)
         if self.drift and not self.probe.full:
             self.probe.collect(self.engine.tape)
 

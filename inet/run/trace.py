@@ -40,8 +40,11 @@ META_INPUTS = ("last action was random", "last action was the argmax")  # the CU
 
 
 def action_kinds(engine: Engine) -> List[dict]:
-    """Per action: its name, `env` or `pu`, and the Environment's name for env actions."""
-    return [{"name": name, "kind": "pu" if env is None else "env", "env": env} for env, name in engine.actions]
+    """Per action: its name, `env`, `pu` or `node` (a node action, cu.node_actions, with its `node`), and the
+    Environment's name for env actions."""
+    nodes = engine.rollout.node_runs
+    return [{"name": name, "kind": "node", "env": None, "node": nodes[name]} if name in nodes and env is None else
+            {"name": name, "kind": "pu" if env is None else "env", "env": env} for env, name in engine.actions]
 
 
 def cu_input_labels(engine: Engine) -> List[dict]:

@@ -64,9 +64,19 @@ class Step:
     losses: List[Tuple[str, List[int], torch.Tensor, List[int], Callable]] = field(default_factory=list)
     ended: List[TaskEnd] = field(default_factory=list)
     env_reward: Dict[str, torch.Tensor] = field(default_factory=dict)  # each Environment's part of `reward`
+    # [B] what each lane ran, by its index in the Environments' `action_index`: `actions`, except where a node
+    # action (cu.node_actions, inet/node_actions.py) ran the writer its rater picked: that PU's index
+    ran: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        if self.ran is None:
+            self.ran = self.actions
 
     def add_loss(self, node: str, lanes: List[int], loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Put a loss on `node` in `lanes`: `loss(value[len(lanes), *shape])` -> loss summed over lanes.
+        """Put a loss on `node` in `lanes`: `loss(value[len(lanes), *shape])` -> the per-lane losses
+        [len(lanes)], or their sum. A function of the value alone (its targets fixed when the loss is put), so
+        node actions can ask it what a candidate the rater passed over would have got; a sum over several lanes
+        cannot be split, and teaches the rater nothing.
 
         The node's current value and writers are taken now, so later writes this
         iteration (a restarted task instance) do not change what the loss sees.
@@ -213,7 +223,8 @@ class Environment:
                 raise ConfigError(f"{key}: node '{n}' must have shape [1], has {list(self.nodes.shapes[n])}")
 
     def bind(self, action_index: Dict[str, int]) -> None:
-        """Learn every action's index (env actions and PUs); a subclass may check names here."""
+        """Learn every action's index (env actions and PUs; with node actions, the PUs' indices follow the CU's
+        actions and appear only in `Step.ran`); a subclass may check names here."""
         self.action_index = dict(action_index)
 
     def require_route(self, route: Dict[str, str]) -> None:

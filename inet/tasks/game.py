@@ -158,7 +158,7 @@ class CatchEnv(Environment):
     def respond(self, step: Step) -> None:
         self.clock += 1
         lanes = step.written.get(self.q_node)
-        self.progress = route_progress(self.progress, step.actions, self.route_ids)
+        self.progress = route_progress(self.progress, step.ran, self.route_ids)
         if not lanes:
             return
         idx = torch.tensor(lanes, device=self.device)

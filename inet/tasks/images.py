@@ -98,11 +98,11 @@ class Images(Environment):
             idx = torch.tensor(lanes, device=self.device)
             label = self.label[idx]
             ok = self.nodes.values[self.y_node][idx].argmax(1) == label
-            optimal = self.fresh[idx] & (step.actions[idx] == self.head) & (self.age[idx] == 1)
+            optimal = self.fresh[idx] & (step.ran[idx] == self.head) & (self.age[idx] == 1)
             step.add_loss(self.y_node, lanes, lambda v: F.cross_entropy(v, label, reduction="sum"))
             self.finish(idx, ok, torch.where(ok, self.reward.success, self.reward.wrong_answer),
                         {"optimal_route_rate": optimal})
-        self.fresh = step.actions == self.features
+        self.fresh = step.ran == self.features
 
     def task_state(self) -> dict:
         return {"label": self.label.clone(), "fresh": self.fresh.clone()}

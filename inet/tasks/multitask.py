@@ -79,11 +79,11 @@ class Multitask(Environment):
                 reward = torch.where(ok, r.success, r.wrong_answer)
             correct = torch.where(self.a[idx] > self.b[idx], self.action_index[self.route["a_greater"]],
                                   self.action_index[self.route["b_greater"]])
-            right_pu = step.actions[idx] == correct
+            right_pu = step.ran[idx] == correct
             optimal = ok & self.last_first[idx] & right_pu
-            step.add_loss(self.out_node, lanes, lambda v: (v.reshape(-1) - target).square().sum())
+            step.add_loss(self.out_node, lanes, lambda v: (v.reshape(-1) - target).square())
             self.finish(idx, ok, reward, {"optimal_route_rate": optimal, "correct_pu_rate": right_pu})
-        is_first = step.actions == self.first
+        is_first = step.ran == self.first
         self.last_first = is_first
         self.ran_first |= is_first
 

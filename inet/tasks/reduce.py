@@ -164,9 +164,9 @@ class Reduce(Environment):
                 r = self.reward
                 reward = torch.where(ok, torch.tensor(r.success, device=self.device),
                                      torch.tensor(r.wrong_answer, device=self.device))
-                step.add_loss(self.out_node, rows, lambda v: (v.reshape(-1) - target).square().sum())
+                step.add_loss(self.out_node, rows, lambda v: (v.reshape(-1) - target).square())
                 self.finish(done, ok, reward)
-        actions = step.actions
+        actions = step.ran
         self.fresh = self._fetched.clone()
         self.pending = (self.pending | self._fetched) & (actions != self.action_index[self.route["reduce"]])
         self.reset_done |= actions == self.action_index[self.route["reset"]]

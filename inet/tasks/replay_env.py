@@ -152,8 +152,8 @@ class Replay(Environment):
 
     def respond(self, step: Step) -> None:
         self.collect()
-        advanced = (step.actions == self.route_ids[self.progress.clamp(max=2)]) & (self.phase != IDLE)
-        self.progress = route_progress(self.progress, step.actions, self.route_ids)
+        advanced = (step.ran == self.route_ids[self.progress.clamp(max=2)]) & (self.phase != IDLE)
+        self.progress = route_progress(self.progress, step.ran, self.route_ids)
         if self.step_reward and advanced.any():  # shaping: each route step of a replay in progress
             self._r += self.step_reward * advanced
         lanes = step.written.get(self.q_node)

@@ -115,7 +115,7 @@ class Sequence(Environment):
             self._fetched[ok] = True
 
     def respond(self, step: Step) -> None:
-        self._follow_route(step.actions)
+        self._follow_route(step.ran)
         lanes = step.written.get(self.out_node)
         if lanes:
             self._outputs(step, lanes)
@@ -169,7 +169,7 @@ class Sequence(Environment):
         for j in range(self.n_out):
             y = target[:, j]
             step.losses.append((self.out_node, lanes, got[:, j], [self.out_writers[lane][j] for lane in lanes],
-                                lambda v, y=y: (v - y).square().flatten(1).mean(1).sum()))
+                                lambda v, y=y: (v - y).square().flatten(1).mean(1)))
         err = (got - target).flatten(1).abs().amax(1)
         ok = err < self.tolerance
         r = self.reward
