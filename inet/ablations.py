@@ -35,6 +35,7 @@ MECHANISMS: Dict[str, List[str]] = {
     "self_imitation": ["cu.self_imitation=0.5"],
     "pu_replay": ["pu_optim.replay=8"],
     "node_actions": ["cu.node_actions=true"],
+    "what_if": ["cu.what_if=2"],
 }
 # the experiments a mechanism runs on, where not all. Node actions: competing writers of one node with a loss
 # of its own are multitask's pu1, pu2 -> n2 (reduce's writers of n2, reduce and reset, play different roles and

@@ -194,6 +194,11 @@ class CUConfig:
     exploration_bonus: float = 1.0  # the bonus scale of exploration=counts / uncertainty
     # paper 6.4 (b): weight of the self-imitation loss (Oh et al. 2018) on finished task instances' returns (0 = off)
     self_imitation: float = 0.0
+    # paper 6.4 (c) (inet/cu/what_if.py): PUs simulated per lane after a real iteration, from its starting state, to
+    # test whether running them instead would have led somewhere the CU values more; those that would are stored in
+    # its replay (0 = off)
+    what_if: int = 0
+    what_if_interval: int = 1  # lane-iterations between what-if tests
     max_grad_norm: float = 10.0  # gradient norm clip of the Q-network
     grad_to_nodes: bool = True  # backpropagate the TD loss into CU-visible nodes
     grad_to_nodes_scale: float = 1.0  # scale of the TD loss gradient into CU-visible nodes
@@ -465,6 +470,7 @@ def validate(cfg: RunConfig) -> None:
              f"choose one of {list(EXPLORATION_KINDS)}, got '{cu.exploration}'")
     _require(cu.exploration_bonus >= 0, "cu.exploration_bonus", f"must be >= 0, got {cu.exploration_bonus}")
     _require(cu.self_imitation >= 0, "cu.self_imitation", f"must be >= 0 (0 = off), got {cu.self_imitation}")
+    _validate_what_if(cfg)
     _require(cu.max_grad_norm > 0, "cu.max_grad_norm", f"must be > 0, got {cu.max_grad_norm}")
     _require(0.0 < cu.popart_beta <= 1.0, "cu.popart_beta", f"must be in (0, 1], got {cu.popart_beta}")
     _validate_node_actions(cfg)
@@ -536,6 +542,33 @@ def _validate_node_actions(cfg: RunConfig) -> None:
     for name, pu in cfg.pus.items():
         _require(len(pu.outputs) == 1, "cu.node_actions", f"PU '{name}' writes {len(pu.outputs)} nodes {pu.outputs}; "
                  f"with node actions every PU writes exactly one node: split it into one PU per node {off}")
+
+
+def quiet_pus(cfg: RunConfig) -> List[str]:
+    """The PUs that write no node an Environment reads its answer from (`outputs`): running one ends no task
+    instance and, for the tasks that support what-ifs, changes only the node values the CU sees."""
+    read = {n for env in cfg.envs.values() for n in env.outputs}
+    return [name for name, pu in cfg.pus.items() if not set(pu.outputs) & read]
+
+
+def _validate_what_if(cfg: RunConfig) -> None:
+    cu = cfg.cu
+    _require(cu.what_if >= 0, "cu.what_if", f"must be >= 0 (0 = off), got {cu.what_if}")
+    _require(cu.what_if_interval >= 1, "cu.what_if_interval", f"must be >= 1, got {cu.what_if_interval}")
+    if not cu.what_if:
+        return
+    _require(len(cfg.envs) == 1, "cu.what_if", f"what-ifs predict one Environment's feedback, and this IN has "
+             f"{len(cfg.envs)} ({', '.join(cfg.envs)}); set cu.what_if=0")
+    kinded = [n for n, node in cfg.nodes.items() if node.kind != "vector"]
+    _require(not kinded, "cu.what_if", f"what-ifs copy vector nodes only, and node '{kinded[0] if kinded else ''}' "
+             "is not one; set cu.what_if=0")
+    _require(cu.script is None, "cu.what_if", "a scripted CU (cu.script) does not learn; set cu.what_if=0")
+    _require(not cu.node_actions, "cu.what_if", "node actions replace the PU actions what-ifs try; set "
+             "cu.node_actions=false or cu.what_if=0")
+    _require(not cu.popart, "cu.what_if", "what-ifs compare rewards with the CU's values, which PopArt normalises; "
+             "set cu.popart=false or cu.what_if=0")
+    _require(bool(quiet_pus(cfg)), "cu.what_if", "what-ifs try PUs that write none of an Environment's outputs, "
+             "and every PU of this IN writes one; set cu.what_if=0")
 
 
 def _validate_wheels(tw: TrainingWheelsConfig, key: str) -> None:

@@ -11,7 +11,9 @@
      node losses; new task instances start and write their inputs;
   4. node losses and the CU's loss gradient on the CU-visible nodes are swept
      through the tape in one pass; the PUs take one optimizer step; the learner
-     observes the transition (stores it and trains on its own schedule);
+     observes the transition (stores it and trains on its own schedule); with
+     `cu.what_if`, other PUs are simulated from the iteration's start and the useful
+     ones stored too (inet/cu/what_if.py);
   5. the tape drops records no live value can reach;
   6. every `evaluation.interval` iterations, a greedy evaluation (inet/evaluation.py)
      that reads the PUs and the CU and changes no training state.
@@ -26,10 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, RunConfig, training_wheels, validate
+from .config import ConfigError, RunConfig, quiet_pus, training_wheels, validate
 from .cu import ActInfo, Learner, Transition, build_learner
 from .cu.curiosity import KPIS as CURIOSITY_KPIS
 from .cu.curiosity import Curiosity
+from .cu.protocol import WHAT_IF_METHODS
+from .cu.what_if import KPIS as WHAT_IF_KPIS
+from .cu.what_if import WhatIf
 from .evaluation import Evaluator
 from .guards import NonFiniteError, finite
 from .node_actions import KPIS as NODE_ACTION_KPIS
@@ -139,6 +144,8 @@ class Engine:
                                [n for n, p in cfg.pus.items() if set(p.inputs + p.outputs) & self.nodes.kinds.keys()],
                                self.node_raters, self.ran_index)
 
+        self.what_if = self._what_if() if cfg.cu.what_if else None
+
         self.iteration = 0
         self.world = self.rollout.new_world(self.nodes, self.envs)
         self.trackers = {name: KPITracker(b, cfg.kpi_window) for name in self.envs}  # each Environment's KPIs
@@ -164,6 +171,19 @@ class Engine:
         """The only evaluated Environment's evaluator."""
         (evaluator,) = self.evaluators.values()
         return evaluator
+
+    def _what_if(self) -> WhatIf:
+        """The what-if tests (cu.what_if), once the learner and the Environment are known to support them."""
+        lacks = [m for m in WHAT_IF_METHODS if not callable(getattr(self.cu, m, None))]
+        if lacks:
+            raise ConfigError(f"cu.what_if: the learner {type(self.cu).__name__} has no method '{lacks[0]}', which "
+                              "what-ifs need (inet/cu/protocol.py); set cu.what_if=0")
+        if self.first_env.quiet_step() is None:
+            raise ConfigError(f"cu.what_if: Environment '{self.first_env.name}' ({type(self.first_env).__name__}) "
+                              "cannot tell what a PU run would bring (Environment.quiet_signals); set cu.what_if=0")
+        c = self.cfg
+        return WhatIf(c.cu.what_if, c.cu.what_if_interval, c.cu.gamma, c.cu.learning_starts,
+                      [(self.action_index[n], n) for n in quiet_pus(c)], c.seed * 1000 + 997, self.device)
 
     @staticmethod
     def _callable(path: Optional[str], key: str):
@@ -211,18 +231,13 @@ class Engine:
             actions = torch.where(explore, actions, self._lead(leaders, taught))
             argmax = actions == self.last_info.greedy
 
+        start = None
+        if self.what_if is not None and self.what_if.due(self.iteration, self.iteration + b):
+            start = self.what_if.start(self.world, self.first_env)
         step = self.rollout.apply(self.world, actions, self.tape, self._nonfinite,
                                   explore if self._mark_random else None)
         self.action_counts.index_add_(0, step.ran, self._ones)
-        reward, env_reward = step.reward, step.env_reward
-        shaping = [e for e in taught if self.wheels[e].mode != "lead"]
-        if shaping:
-            env_reward = dict(env_reward)
-            for e in shaping:
-                tw, follows = self.wheels[e], (actions == taught[e]).float()
-                env_reward[e] = follows if tw.mode == "replace" else env_reward[e] + follows * (1.0 - self.iteration / tw.iterations)
-            rewards = list(env_reward.values())
-            reward = rewards[0] if len(rewards) == 1 else torch.stack(rewards).sum(0)
+        reward, env_reward = self._shaped(step.reward, step.env_reward, actions, taught)
         self.rollout.advance(self.world, actions, explore, argmax)
         next_obs, next_writers = self._observe()
         transition = Transition(obs, actions, reward, next_obs, step.terminal.float(), *self._env_streams(step, env_reward))
@@ -248,6 +263,10 @@ class Engine:
         if self.script is None:
             for problem in self.cu.observe(transition, before, self.iteration):
                 self._nonfinite(problem)
+        if start is not None:
+            real = Transition(obs, actions, reward, next_obs, transition.terminal)
+            self.what_if.test(start, self.rollout, self.cu, real, self.last_info.greedy,
+                              lambda a, r: self._shaped(r, {self.first_env.name: r}, a, taught, before)[0])
         self.tape.prune(self.nodes.live_writers())
         self.obs, self.obs_writers = next_obs, next_writers
         for name, tracker in self.trackers.items():
@@ -256,6 +275,21 @@ class Engine:
             if evaluator.due(before, self.iteration):
                 evaluator.run(self)
         return step
+
+    def _shaped(self, reward: torch.Tensor, env_reward: Dict[str, torch.Tensor], actions: torch.Tensor,
+                taught: Dict[str, torch.Tensor], iteration: Optional[int] = None) -> tuple:
+        """The CU's reward [B] and each Environment's part of it for `actions`, after the shaping teachers
+        (training wheels replace, anneal) at lane-iteration `iteration` (default: the current one)."""
+        shaping = [e for e in taught if self.wheels[e].mode != "lead"]
+        if not shaping:
+            return reward, env_reward
+        it = self.iteration if iteration is None else iteration
+        env_reward = dict(env_reward)
+        for e in shaping:
+            tw, follows = self.wheels[e], (actions == taught[e]).float()
+            env_reward[e] = follows if tw.mode == "replace" else env_reward[e] + follows * (1.0 - it / tw.iterations)
+        rewards = list(env_reward.values())
+        return (rewards[0] if len(rewards) == 1 else torch.stack(rewards).sum(0)), env_reward
 
     def _lead(self, leaders: List[str], taught: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The leading teachers' actions [B]: with m of them, lane l at lockstep k follows the ((k + l) mod m)-th."""
@@ -344,7 +378,7 @@ class Engine:
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
         return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS, *NODE_ACTION_KPIS,
-                *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
+                *WHAT_IF_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
         """Start a new log interval: the PU usage shares and losses count from here."""
@@ -352,6 +386,8 @@ class Engine:
         self.pu_losses.reset()
         if self.node_raters is not None:
             self.node_raters.start_interval()
+        if self.what_if is not None:
+            self.what_if.start_interval()
 
     def _learning_metrics(self) -> Dict[str, float]:
         """Q-value stats of the last actions, learning rates, and per PU its usage share, loss and gradient norm."""
@@ -390,6 +426,7 @@ class Engine:
             **(self.pu_replay.metrics() if self.pu_replay else {}),
             **(self.curiosity.metrics() if self.curiosity else {}),
             **(self.node_raters.metrics() if self.node_raters else {}),
+            **(self.what_if.metrics(int(self.action_counts.sum())) if self.what_if else {}),
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
@@ -432,6 +469,7 @@ class Engine:
             "pu_replay": self.pu_replay.state_dict() if self.pu_replay else None,
             "curiosity": self.curiosity.state_dict() if self.curiosity else None,
             **({"node_actions": self.node_raters.state_dict()} if self.node_raters else {}),
+            **({"what_if": self.what_if.state_dict()} if self.what_if else {}),
             "rng": global_state(),
         }
 
@@ -465,6 +503,11 @@ class Engine:
                 raise ConfigError("cu.node_actions: this checkpoint was written without node actions; resume it with "
                                   "cu.node_actions=false")
             self.node_raters.load_state_dict(state["node_actions"])
+        if self.what_if is not None:
+            if state.get("what_if") is None:
+                raise ConfigError("cu.what_if: this checkpoint was written without what-ifs; resume it with "
+                                  "cu.what_if=0")
+            self.what_if.load_state_dict(state["what_if"])
         if self.pu_replay is not None and state.get("pu_replay") is not None:
             self.pu_replay.load_state_dict(state["pu_replay"])
         if "protect" in state:  # checkpoints written before per-use protection have none

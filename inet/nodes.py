@@ -154,6 +154,18 @@ class Nodes:
         live.discard(ENV)
         return live
 
+    def fork(self) -> "Nodes":
+        """A copy whose writes leave this one as it is (a what-if's sandbox). Writes are out of place, so the
+        copy shares the value tensors and copies only the dicts and writer lists. Methods wrapped on this
+        instance (the trace's write log wraps `write`) are not carried over: the copy's are the class's."""
+        other = object.__new__(Nodes)
+        other.__dict__ = {k: v for k, v in vars(self).items() if not callable(v)}
+        other.values = dict(self.values)
+        other.writers = {n: list(w) for n, w in self.writers.items()}
+        other.slot_writers = {n: [list(w) for w in ws] for n, ws in self.slot_writers.items()}
+        other.counts = {n: list(c) for n, c in self.counts.items()}
+        return other
+
     def state_dict(self) -> dict:
         state = {"values": {n: v.clone() for n, v in self.values.items()},
                  "writers": {n: list(w) for n, w in self.writers.items()}}

@@ -70,10 +70,12 @@ class Rollout:
         meta = torch.tensor([[0.0, 1.0]], device=dev).expand(b, 2) if greedy else torch.zeros(b, 2, device=dev)
         return World(nodes, envs, torch.zeros(b, self.cu.history_length * self.n_actions, device=dev), meta)
 
-    def observe(self, world: World) -> torch.Tensor:
-        """The CU input vector [B, obs_dim]: the configured parts, in order."""
+    def observe(self, world: World, signals: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The CU input vector [B, obs_dim]: the configured parts, in order; `signals` [B, n] stands in for the
+        Environments' own (a what-if's, which the Environments do not hold)."""
         parts = {"history": lambda: world.history,
-                 "signals": lambda: torch.cat([e.signals() for e in world.envs.values()], 1),
+                 "signals": lambda: torch.cat([e.signals() for e in world.envs.values()], 1) if signals is None
+                 else signals,
                  "nodes": world.nodes.cu_input,
                  "meta": lambda: world.meta}
         return torch.cat([parts[p]() for p in self.cu.inputs], 1)

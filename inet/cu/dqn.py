@@ -139,6 +139,11 @@ class DQN:
         normalised ones), and return quantiles if it has them."""
         return self._total(self.q(obs)), None
 
+    @torch.no_grad()
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action values [n, n_actions] acting would use at `obs` (the learner protocol's, for what-ifs)."""
+        return self.evaluate(obs)[0]
+
     def _total(self, q: torch.Tensor) -> torch.Tensor:
         """Per-head values [B, heads, n_actions] -> their sum [B, n_actions] (one head: as they are)."""
         return q if self.heads == 1 else q.sum(1)
@@ -200,6 +205,12 @@ class DQN:
         if after // c.target_update_interval != before // c.target_update_interval:
             self.update_target()
         return problems
+
+    def store(self, t: Transition) -> None:
+        """Put one-step transitions into replay (what-ifs: discount gamma, 0 where terminal); no update, no step."""
+        if t.obs.shape[0]:
+            reward, terminal = self._streams(t)
+            self.replay.add(t.obs, t.actions, reward, t.next_obs, self.cfg.gamma * (1.0 - terminal))
 
     def input_grad(self, t: Transition, iteration: int) -> Optional[torch.Tensor]:
         """d(TD loss of the current transitions, mean over lanes)/d(obs), from `learning_starts` on."""

@@ -13,6 +13,10 @@ device, generator)` and provides:
 - `metrics()` -> {name: float} (diagnostics logged each interval);
 - `state_dict()` / `load_state_dict(state)`: everything needed to resume exactly, as
   tensors and plain containers (checkpoints load with weights_only).
+Two more methods are needed only by what-ifs (`cu.what_if`, inet/cu/what_if.py), and checked only then:
+- `values(obs)` -> [n, n_actions] the action values the learner would act on, changing nothing;
+- `store(transition)`: put transitions into replay as one-step ones (discount gamma where not terminal),
+  without training or moving the learner's schedule on.
 With several Environments the engine passes `heads=E` to a learner whose constructor
 takes a `heads` keyword (one value head per Environment, trained from
 `Transition.env_reward`/`env_terminal`); a learner without it learns from the
@@ -32,6 +36,7 @@ from ..config import ConfigError, CUConfig
 from ..pus import import_object
 
 METHODS = ("act", "observe", "input_grad", "metrics", "state_dict", "load_state_dict")
+WHAT_IF_METHODS = ("values", "store")  # what cu.what_if needs besides METHODS
 
 
 @dataclass

@@ -245,9 +245,33 @@ class Environment:
 
     def signals(self) -> torch.Tensor:
         """[B, n_signals]: the configured `signals` (by default new_instance, age / budget, then the task's own)."""
-        base = torch.stack([(self.age == 0).float(), self.age.float() / self.budget()], 1)
-        every = base if not self.task_signals else torch.cat([base, self.extra_signals()], 1)
+        return self._signals(self.age, self.extra_signals)
+
+    def _signals(self, age: torch.Tensor, extra: Callable[[], torch.Tensor]) -> torch.Tensor:
+        base = torch.stack([(age == 0).float(), age.float() / self.budget()], 1)
+        every = base if not self.task_signals else torch.cat([base, extra()], 1)
         return every if self.cfg.signals is None else every[:, self._signal_columns]
+
+    def quiet_signals(self) -> Optional[torch.Tensor]:
+        """[B, len(task_signals)] the task's own signals after an iteration in which only a PU that writes none of
+        `outputs` ran, from the state now; None where the task cannot tell (then what-ifs are refused). A task with
+        signals of its own overrides it."""
+        return None if self.task_signals else torch.zeros(self.lanes, 0, device=self.device)
+
+    def quiet_step(self) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """What the next iteration would bring if the CU ran a PU that writes none of `outputs` (a what-if,
+        inet/cu/what_if.py), from the state now, changing nothing: the reward [B], whether the task instance would
+        end (its timeout) [B] bool, and the signals the CU would see [B, n_signals]. None where the task cannot
+        tell. It holds for a task whose `respond` rewards and ends task instances only on writes to its outputs;
+        one that rewards some PU runs (route shaping) must return None."""
+        extra = self.quiet_signals()
+        if extra is None:
+            return None
+        age = self.age + 1
+        ended = age >= self.budget()
+        reward = torch.full((self.lanes,), float(self.reward.per_iteration), device=self.device)
+        reward = torch.where(ended, reward + self.reward.timeout_penalty, reward)
+        return reward, ended, self._signals(age, lambda: extra)
 
     def finish(self, lanes: torch.Tensor, success: torch.Tensor, reward: torch.Tensor,
                extras: Dict[str, torch.Tensor] | None = None) -> None:

@@ -188,6 +188,10 @@ class Sequence(Environment):
     def extra_signals(self) -> torch.Tensor:
         return torch.stack([self.fresh.float(), (self.pos >= self.length).float()], 1)
 
+    def quiet_signals(self) -> torch.Tensor:
+        """After a PU run no item is fresh, and the position stays."""
+        return torch.stack([torch.zeros_like(self.fresh, dtype=torch.float), (self.pos >= self.length).float()], 1)
+
     def budget(self) -> float:
         return self.reward.timeout + self.reward.timeout_per_item * self.length
 
