@@ -36,12 +36,16 @@ MECHANISMS: Dict[str, List[str]] = {
     "pu_replay": ["pu_optim.replay=8"],
     "node_actions": ["cu.node_actions=true"],
     "what_if": ["cu.what_if=2"],
+    "shortcut": ["+shortcut=multitask"],
 }
 # the experiments a mechanism runs on, where not all. Node actions: competing writers of one node with a loss
 # of its own are multitask's pu1, pu2 -> n2 (reduce's writers of n2, reduce and reset, play different roles and
 # n2 gets no loss, so its rater cannot learn); training_wheels' teacher names PU actions, so it is refused.
-ONLY: Dict[str, List[str]] = {"node_actions": ["multitask/base", "multitask/cu_inputs", "multitask/pretrained"]}
+# Shortcuts: the student (configs/shortcut/multitask.yaml) learns multitask's chain; reduce's answer depends on
+# the whole sequence, so no PU reading one iteration's nodes can compute what its chain does.
 MULTITASK = "multitask/base,multitask/cu_inputs,multitask/training_wheels,multitask/pretrained"
+ONLY: Dict[str, List[str]] = {"node_actions": ["multitask/base", "multitask/cu_inputs", "multitask/pretrained"],
+                              "shortcut": MULTITASK.split(",")}
 REDUCE = "reduce/xor,reduce/and"
 BUDGETS = {"full": {"seeds": "0,1,2,3,4", "multitask": [], "reduce": []},
            "small": {"seeds": "0,1,2", "multitask": ["iterations=30000"], "reduce": ["iterations=20000"]}}

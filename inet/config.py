@@ -58,6 +58,17 @@ class PretrainConfig:
 
 
 @dataclass
+class ShortcutConfig:
+    """Paper 6.7 (inet/shortcut.py): this PU (the student) learns to predict what the other PUs writing its
+    output node (the teachers, the last steps of established chains) write there."""
+
+    # weight of the loss 0.5 ||student(reads) - teacher's value||^2 on every teacher write of the node (0 = off)
+    weight: float = 0.0
+    # only teacher values whose Environment loss, per lane, is <= this become targets (null: every value)
+    max_loss: Optional[float] = None
+
+
+@dataclass
 class PUConfig:
     """A Processing Unit: an nn.Module reading `inputs` nodes and writing `outputs` nodes."""
 
@@ -75,6 +86,7 @@ class PUConfig:
     _target_: Optional[str] = None  # `custom`: import path of an nn.Module class
     # the kind's own options: `custom`: constructor kwargs; `conv`: channels, kernel, pool (inet/pu_conv.py)
     params: Dict[str, Any] = field(default_factory=dict)
+    shortcut: ShortcutConfig = field(default_factory=ShortcutConfig)  # paper 6.7: learn the chain that writes its output
 
 
 @dataclass
@@ -422,6 +434,7 @@ def validate(cfg: RunConfig) -> None:
             _require(pu.pretrain.batch_size >= 1, f"{key}.pretrain.batch_size", "must be >= 1")
 
     _validate_batch_readers(cfg)
+    _validate_shortcuts(cfg)
     for name, env in cfg.envs.items():
         key = f"envs.{name}"
         for part in ("inputs", "outputs"):
@@ -583,6 +596,33 @@ def training_wheels(cfg: RunConfig) -> Dict[str, TrainingWheelsConfig]:
     if cfg.training_wheels.iterations > 0:
         out[next(iter(cfg.envs))] = cfg.training_wheels
     return out
+
+
+def _validate_shortcuts(cfg: RunConfig) -> None:
+    """A shortcut student (paper 6.7) writes one vector node that some PU other than a student also writes."""
+    students = {n for n, p in cfg.pus.items() if p.shortcut.weight > 0}
+    for name, pu in cfg.pus.items():
+        key, sc = f"pus.{name}.shortcut", pu.shortcut
+        _require(sc.weight >= 0, f"{key}.weight", f"must be >= 0 (0 = off), got {sc.weight}")
+        if sc.max_loss is not None:
+            _require(sc.max_loss >= 0, f"{key}.max_loss", f"must be >= 0, or null to learn from every teacher value, "
+                     f"got {sc.max_loss}")
+            _require(sc.weight > 0, f"{key}.max_loss", "is set but the shortcut is off (weight 0); set "
+                     f"{key}.weight > 0 or max_loss: null")
+        if name not in students:
+            continue
+        _require(len(pu.outputs) == 1, f"{key}.weight", f"a student writes exactly one node (the chain's output), "
+                 f"'{name}' writes {pu.outputs}")
+        for n in (*pu.inputs, *pu.outputs):
+            _require(cfg.nodes[n].kind == "vector", f"{key}.weight", f"node '{n}' is {cfg.nodes[n].kind}; a student "
+                     "reads and writes vector nodes only")
+        _require(pu.trainable and not pu.freeze, f"{key}.weight", f"'{name}' has nothing to train (trainable: false "
+                 "or freeze: true); make it trainable or set the weight to 0")
+        out = pu.outputs[0]
+        teachers = [t for t, p in cfg.pus.items() if t not in students and out in p.outputs]
+        _require(bool(teachers), f"{key}.weight", f"no other PU writes node '{out}', so there is no chain whose output "
+                 f"it could learn; declare the chain whose last PU writes '{out}' (a PU that is not a student "
+                 "itself), or set the weight to 0")
 
 
 def _validate_batch_readers(cfg: RunConfig) -> None:

@@ -10,7 +10,8 @@
   3. Environments give feedback: rewards, `terminal` at task-instance ends, and
      node losses; new task instances start and write their inputs;
   4. node losses and the CU's loss gradient on the CU-visible nodes are swept
-     through the tape in one pass; the PUs take one optimizer step; the learner
+     through the tape in one pass; shortcut students (inet/shortcut.py) add their
+     loss on the teachers' writes; the PUs take one optimizer step; the learner
      observes the transition (stores it and trains on its own schedule); with
      `cu.what_if`, other PUs are simulated from the iteration's start and the useful
      ones stored too (inet/cu/what_if.py);
@@ -51,6 +52,8 @@ from .pu_replay import PUReplay
 from .pus import build_pu, import_object
 from .rng import global_state, seed_everything, set_global_state
 from .rollout import Action, Rollout
+from .shortcut import KPIS as SHORTCUT_KPIS
+from .shortcut import Shortcut
 from .tape import Tape
 from .tasks.env import Environment, Step
 from .tasks.kpi_registry import (DIAGNOSTICS, KPI, declared_kpis, learner_kpis, pu_kpis, qualified, qualified_name,
@@ -135,6 +138,7 @@ class Engine:
         self.pu_replay = PUReplay(po.replay, po.replay_size, po.replay_step, cfg.seed * 1000 + 998, dev) \
             if po.replay else None
         self.tape = Tape(cfg.tape.horizon, cfg.tape.depth_decay, cfg.tape.recompute, self.protect, self.pu_replay)
+        self.shortcut = Shortcut(cfg.pus, self.nodes) if any(p.shortcut.weight > 0 for p in cfg.pus.values()) else None
         self._mark_random = cfg.pu_optim.random_use_scale != 1.0
         trained = self.pus if not len(self.node_modules) else nn.ModuleDict({**self.pus, **self.node_modules})
         self.pu_optimizer = PUOptimizer(trained, cfg.pu_optim, {n: p.lr for n, p in cfg.pus.items()})
@@ -142,7 +146,7 @@ class Engine:
                                       cfg.seed * 1000 + 997, dev) if writers else None
         self.rollout = Rollout(cfg.cu, self.runners, cfg.pus, self.actions, node_actions,
                                [n for n, p in cfg.pus.items() if set(p.inputs + p.outputs) & self.nodes.kinds.keys()],
-                               self.node_raters, self.ran_index)
+                               self.node_raters, self.ran_index, self.shortcut)
 
         self.what_if = self._what_if() if cfg.cu.what_if else None
 
@@ -251,7 +255,8 @@ class Engine:
         elif g is not None:
             self._nonfinite("the CU's TD gradient into the nodes is not finite")
         self.stats["tape_visited"] = self.tape.sweep(self.runners)
-        if self.stats["tape_visited"]:
+        taught = self.shortcut is not None and self.shortcut.backward(self.runners, b)
+        if self.stats["tape_visited"] or taught:
             if self.pu_replay is not None:
                 self.pu_replay.backward(self.runners)
             self.tape.before_step(self.runners)
@@ -330,13 +335,16 @@ class Engine:
             v = value.detach().requires_grad_()
             with torch.enable_grad():
                 raw = loss_fn(v)
-                raw = raw.sum() if raw.dim() else raw  # per-lane losses, or their sum
+                per_lane = raw if raw.dim() else None  # per-lane losses, or their sum
+                raw = raw.sum() if raw.dim() else raw
                 loss = raw * scale
                 (g,) = torch.autograd.grad(loss, v)
             if not finite(loss):
                 self._nonfinite(f"the loss on node '{node}' is {loss.item()}")
                 continue
             total += loss.detach()
+            if self.shortcut is not None:
+                self.shortcut.judge(node, lanes, writers, raw if per_lane is None else per_lane)
             self.pu_losses.add(self.tape, writers, raw.detach())
             self.tape.add_grad(writers, node, lanes, g)
             if self.node_raters is not None:
@@ -378,7 +386,7 @@ class Engine:
     def diagnostics(self) -> List[KPI]:
         """How training goes: the learner's metrics, then the engine's own (inet/tasks/kpi_registry.py)."""
         return [*learner_kpis(self.cu), *DIAGNOSTICS, *PROTECT_KPIS, *CURIOSITY_KPIS, *PU_REPLAY_KPIS, *NODE_ACTION_KPIS,
-                *WHAT_IF_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
+                *WHAT_IF_KPIS, *SHORTCUT_KPIS, *pu_kpis(list(self.pus), list(self.pu_optimizer.params))]
 
     def start_interval(self) -> None:
         """Start a new log interval: the PU usage shares and losses count from here."""
@@ -388,6 +396,8 @@ class Engine:
             self.node_raters.start_interval()
         if self.what_if is not None:
             self.what_if.start_interval()
+        if self.shortcut is not None:
+            self.shortcut.start_interval()
 
     def _learning_metrics(self) -> Dict[str, float]:
         """Q-value stats of the last actions, learning rates, and per PU its usage share, loss and gradient norm."""
@@ -427,6 +437,7 @@ class Engine:
             **(self.curiosity.metrics() if self.curiosity else {}),
             **(self.node_raters.metrics() if self.node_raters else {}),
             **(self.what_if.metrics(int(self.action_counts.sum())) if self.what_if else {}),
+            **(self.shortcut.metrics() if self.shortcut else {}),
             **self._learning_metrics(),
         })
         out.update(self._per_env(lambda e: self.envs[e].metrics()))
@@ -470,6 +481,7 @@ class Engine:
             "curiosity": self.curiosity.state_dict() if self.curiosity else None,
             **({"node_actions": self.node_raters.state_dict()} if self.node_raters else {}),
             **({"what_if": self.what_if.state_dict()} if self.what_if else {}),
+            **({"shortcut": self.shortcut.state_dict()} if self.shortcut else {}),
             "rng": global_state(),
         }
 
@@ -477,6 +489,8 @@ class Engine:
         self.iteration = state["iteration"]
         self.nodes.load_state_dict(state["nodes"])
         self.pus.load_state_dict(state["pus"])
+        # a saved engine holds no gradients between steps; pre-training this one (pretrain) may have left some
+        self.pus.zero_grad(set_to_none=True)
         if len(self.node_modules):
             self.node_modules.load_state_dict(state["node_modules"])
         self.pu_optimizer.load_state_dict(state["pu_optimizer"])
@@ -508,6 +522,11 @@ class Engine:
                 raise ConfigError("cu.what_if: this checkpoint was written without what-ifs; resume it with "
                                   "cu.what_if=0")
             self.what_if.load_state_dict(state["what_if"])
+        if self.shortcut is not None:
+            if state.get("shortcut") is None:
+                raise ConfigError("pus.<name>.shortcut.weight: this checkpoint was written without shortcuts; resume "
+                                  "it with every shortcut weight 0")
+            self.shortcut.load_state_dict(state["shortcut"])
         if self.pu_replay is not None and state.get("pu_replay") is not None:
             self.pu_replay.load_state_dict(state["pu_replay"])
         if "protect" in state:  # checkpoints written before per-use protection have none

@@ -24,6 +24,20 @@ KPIS = (KPI("pu_replay_loss", "the PU replay loss of the last step, summed over 
             summary=None, plot=Panel("learning", "losses"), tag_group="train"),)
 
 
+def pair_loss_backward(pu: nn.Module, inputs: List[torch.Tensor], targets: List[torch.Tensor],
+                       weight: float = 1.0) -> torch.Tensor:
+    """Add the gradient of `weight` x 0.5 mean ||pu(inputs) - targets||^2 (rows: the n pairs; summed over the
+    outputs) to the PU's `.grad`, before the PU optimizer's step: the supervised path PU replay and shortcuts
+    (inet/shortcut.py) share. Returns the loss, unweighted and detached."""
+    n = targets[0].shape[0]
+    with torch.enable_grad():
+        outs = run_pu(pu, inputs, n)
+        loss = sum(0.5 * (o - t).square().reshape(n, -1).sum(1).mean() for o, t in zip(outs, targets))
+        if loss.requires_grad:
+            (loss if weight == 1.0 else loss * weight).backward()
+    return loss.detach()
+
+
 class PUReplay:
     """Per PU: a ring of (inputs, target outputs) pairs and the replay loss's backward."""
 
@@ -65,14 +79,8 @@ class PUReplay:
         total = 0.0
         for name, filled in self.filled.items():
             idx = torch.randint(filled, (self.count,), generator=self.gen, device=self.gen.device)
-            xs = [x[idx] for x in self.inputs[name]]
-            with torch.enable_grad():
-                outs = run_pu(pus[name], xs, self.count)
-                loss = sum(0.5 * (o - t[idx]).square().reshape(self.count, -1).sum(1).mean()
-                           for o, t in zip(outs, self.targets[name]))
-                if loss.requires_grad:
-                    loss.backward()
-            total = total + loss.detach()
+            loss = pair_loss_backward(pus[name], [x[idx] for x in self.inputs[name]], [t[idx] for t in self.targets[name]])
+            total = total + loss
         self.last_loss = total
 
     def metrics(self) -> Dict[str, float]:

@@ -26,6 +26,7 @@ from .tasks.env import Environment, Step, lanes_by_action
 
 if TYPE_CHECKING:
     from .node_actions import NodeRaters
+    from .shortcut import Shortcut
 
 Action = Tuple[Optional[str], str]  # (Environment name, action) or (None, PU name, node action or node operation)
 
@@ -49,10 +50,12 @@ class Rollout:
 
     def __init__(self, cu: CUConfig, pus: Dict[str, nn.Module], pu_cfgs: Dict[str, PUConfig], actions: Sequence[Action],
                  node_actions: Optional[Dict[str, Tuple[str, str]]] = None, kinded: Sequence[str] = (),
-                 raters: Optional["NodeRaters"] = None, ran_index: Optional[Dict[str, int]] = None):
+                 raters: Optional["NodeRaters"] = None, ran_index: Optional[Dict[str, int]] = None,
+                 shortcut: Optional["Shortcut"] = None):
         """`node_actions`: action name -> (node, operation), e.g. clear_n2 -> (n2, clear); `kinded`: the PUs
         that read or write a node of another kind than vector; `raters`: with `cu.node_actions`, the node
-        raters (inet/node_actions.py), and `ran_index` each PU's index in `Step.ran`."""
+        raters (inet/node_actions.py), and `ran_index` each PU's index in `Step.ran`; `shortcut`: the shortcut
+        students (inet/shortcut.py), shown every teacher's write while training (with a tape)."""
         self.cu = cu
         self.pus = pus
         self.pu_cfgs = pu_cfgs
@@ -63,6 +66,8 @@ class Rollout:
         self.raters = raters
         self.node_runs = {f"node:{n}": n for n in raters.writers} if raters is not None else {}
         self.ran_index = ran_index or {}
+        self.teachers = shortcut.teachers if shortcut is not None else {}
+        self.shortcut = shortcut
 
     def new_world(self, nodes: Nodes, envs: Dict[str, Environment], greedy: bool = False) -> World:
         """A world with an empty history; `greedy` marks every last action as the argmax, none as random."""
@@ -175,6 +180,8 @@ class Rollout:
                 parents = [list(w) if full else list(map(w.__getitem__, lanes)) for w in (nodes.writers[n] for n in cfg.inputs)]
             random = None if explored is None else explored if full else explored[idx]
             rid = tape.record(name, lanes, in_nodes, inputs, parents, cfg.outputs, random)
+            if name in self.teachers:
+                self.shortcut.watch(nodes, name, lanes, idx, outs, rid)
         for n, o in zip(cfg.outputs, outs):
             nodes.write(n, lanes, o, rid, idx)
             written.setdefault(n, []).extend(lanes)

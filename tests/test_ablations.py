@@ -6,7 +6,7 @@ import shlex
 import pytest
 import torch
 
-from inet.ablations import MECHANISMS, experiments_of, main, parse, rows, sweeps
+from inet.ablations import MECHANISMS, MULTITASK, experiments_of, main, parse, rows, sweeps
 from inet.compose import compose
 from inet.engine import Engine
 
@@ -82,3 +82,5 @@ def test_a_mechanism_meaningful_for_some_experiments_runs_only_on_those():
     jobs = sweeps(parse(["--only", "node_actions", "--combine", "node_actions,guard"]))
     assert [j[0] for j in jobs] == ["experiment=multitask/base,multitask/cu_inputs,multitask/pretrained"] * 2
     assert experiments_of("guard", ["reduce/xor"]) == ["reduce/xor"]
+    jobs = sweeps(parse(["--only", "shortcut"]))
+    assert [j[0] for j in jobs] == [f"experiment={MULTITASK}"] and "+shortcut=multitask" in jobs[0]

@@ -60,7 +60,8 @@ REDUCE = ["evaluation.interval=500", "evaluation.instances=20", "evaluation.leng
 
 @pytest.mark.parametrize("experiment, k, extra", [("multitask/base", 777, []), ("multitask/cu_inputs", 1001, []),
                                                   ("reduce/xor", 1003, REDUCE),
-                                                  pytest.param("multitask/base", 745, ["cu.what_if=1"], id="what_if")])
+                                                  pytest.param("multitask/base", 745, ["cu.what_if=1"], id="what_if"),
+                                                  ("multitask/shortcut", 996, [])])  # pre-trained PUs, a shortcut
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, experiment, k, extra):
     overrides = [*BASE, f"experiment={experiment}", "seed=5", *extra]
     full = run_to_end(tmp_path, "full", overrides)

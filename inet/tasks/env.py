@@ -76,7 +76,7 @@ class Step:
         """Put a loss on `node` in `lanes`: `loss(value[len(lanes), *shape])` -> the per-lane losses
         [len(lanes)], or their sum. A function of the value alone (its targets fixed when the loss is put), so
         node actions can ask it what a candidate the rater passed over would have got; a sum over several lanes
-        cannot be split, and teaches the rater nothing.
+        cannot be split, and teaches the rater nothing (nor can a shortcut's `max_loss` judge it, inet/shortcut.py).
 
         The node's current value and writers are taken now, so later writes this
         iteration (a restarted task instance) do not change what the loss sees.
