@@ -255,8 +255,8 @@ class Engine:
         elif g is not None:
             self._nonfinite("the CU's TD gradient into the nodes is not finite")
         self.stats["tape_visited"] = self.tape.sweep(self.runners)
-        taught = self.shortcut is not None and self.shortcut.backward(self.runners, b)
-        if self.stats["tape_visited"] or taught:
+        students = self.shortcut is not None and self.shortcut.backward(self.runners, b)
+        if self.stats["tape_visited"] or students:
             if self.pu_replay is not None:
                 self.pu_replay.backward(self.runners)
             self.tape.before_step(self.runners)
