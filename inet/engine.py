@@ -479,11 +479,17 @@ class Engine:
             "protect": self.protect.state_dict(),
             "pu_replay": self.pu_replay.state_dict() if self.pu_replay else None,
             "curiosity": self.curiosity.state_dict() if self.curiosity else None,
-            **({"node_actions": self.node_raters.state_dict()} if self.node_raters else {}),
-            **({"what_if": self.what_if.state_dict()} if self.what_if else {}),
-            **({"shortcut": self.shortcut.state_dict()} if self.shortcut else {}),
+            **{key: part.state_dict() for key, part, _ in self._switched_parts()[1:] if part is not None},
             "rng": global_state(),
         }
+
+    def _switched_parts(self) -> List[tuple]:
+        """The mechanisms with state that a config switch turns on: (their key in the state, the part or None
+        while off, the override that turns them off). A checkpoint must match: a resume cannot invent their state."""
+        return [("curiosity", self.curiosity, "curiosity.kind=none"),
+                ("node_actions", self.node_raters, "cu.node_actions=false"),
+                ("what_if", self.what_if, "cu.what_if=0"),
+                ("shortcut", self.shortcut, "pus.<name>.shortcut.weight=0 for every PU")]
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = state["iteration"]
@@ -507,26 +513,11 @@ class Engine:
         self.stats = dict(state["stats"])
         if "action_counts" in state:  # checkpoints written before usage shares have none
             self.action_counts = state["action_counts"].to(self.device).clone()
-        if self.curiosity is not None:
-            if state.get("curiosity") is None:
-                raise ConfigError("curiosity.kind: this checkpoint was written without curiosity; resume it with "
-                                  "curiosity.kind=none")
-            self.curiosity.load_state_dict(state["curiosity"])
-        if self.node_raters is not None:
-            if state.get("node_actions") is None:
-                raise ConfigError("cu.node_actions: this checkpoint was written without node actions; resume it with "
-                                  "cu.node_actions=false")
-            self.node_raters.load_state_dict(state["node_actions"])
-        if self.what_if is not None:
-            if state.get("what_if") is None:
-                raise ConfigError("cu.what_if: this checkpoint was written without what-ifs; resume it with "
-                                  "cu.what_if=0")
-            self.what_if.load_state_dict(state["what_if"])
-        if self.shortcut is not None:
-            if state.get("shortcut") is None:
-                raise ConfigError("pus.<name>.shortcut.weight: this checkpoint was written without shortcuts; resume "
-                                  "it with every shortcut weight 0")
-            self.shortcut.load_state_dict(state["shortcut"])
+        for key, part, off in self._switched_parts():
+            if part is not None:
+                if state.get(key) is None:
+                    raise ConfigError(f"{off.split('=')[0]}: this checkpoint was written without it; resume it with {off}")
+                part.load_state_dict(state[key])
         if self.pu_replay is not None and state.get("pu_replay") is not None:
             self.pu_replay.load_state_dict(state["pu_replay"])
         if "protect" in state:  # checkpoints written before per-use protection have none
