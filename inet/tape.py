@@ -144,20 +144,17 @@ class Tape:
             by_depth = self._pending[rid] = {}
             heapq.heappush(self._heap, -rid)
         j = rec.outputs.index(node)
+        rows = list(map(rec.row.__getitem__, lanes)) if list(lanes) != rec.lanes else None
         entry = by_depth.get(depth)
-        partial = list(lanes) != rec.lanes
         if entry is None:
             entry = by_depth[depth] = Pending([None] * len(rec.outputs), set())
-            if partial:
-                rows = list(map(rec.row.__getitem__, lanes))
+            if rows is not None and all(a < b for a, b in zip(rows, rows[1:])):
                 entry.rows.update(rows)
-                if all(a < b for a, b in zip(rows, rows[1:])):
-                    entry.piece = (j, rows, grad)
-                    return
+                entry.piece = (j, rows, grad)
+                return
         elif entry.piece is not None:
             entry.dense(len(rec.lanes))
-        if partial:
-            rows = list(map(rec.row.__getitem__, lanes))
+        if rows is not None:
             if entry.rows is not None:
                 entry.rows.update(rows)
             grad = grad.new_zeros(len(rec.lanes), *grad.shape[1:]).index_add(0, torch.tensor(rows, device=grad.device), grad)
