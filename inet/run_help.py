@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Sequence, get_type_hints
 
 from . import config as schema
 
-GROUPS = ("experiment", "cu", "task", "reward", "curriculum", "stabilisers", "shortcut", "tuning")
+GROUPS = ("experiment", "cu", "task", "reward", "curriculum", "stabilisers", "shortcut", "distractors", "tuning")
 ENTRY_MAPS = {"nodes": schema.NodeConfig, "pus": schema.PUConfig, "envs": schema.EnvConfig}
 
 
