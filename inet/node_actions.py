@@ -21,13 +21,14 @@ several lanes instead of per-lane losses cannot be split, and teaches nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
 from .config import CUConfig, RunConfig
 from .nodes import ENV, Nodes, snap
+from .pus import mlp
 from .tasks.kpi_registry import KPI, Panel
 
 RATER = Panel("learning", "node rater")
@@ -49,14 +50,6 @@ def writers_by_node(cfg: RunConfig) -> Dict[str, List[str]]:
     """Each node some PU writes (node declaration order) -> the PUs that write it (PU declaration order)."""
     out = {n: [p for p, pu in cfg.pus.items() if n in pu.outputs] for n in cfg.nodes}
     return {n: ps for n, ps in out.items() if ps}
-
-
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of `sizes` with ReLU between them."""
-    layers: List[nn.Module] = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
 
 
 @dataclass

@@ -38,6 +38,15 @@ def _numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of `sizes` with ReLU between them: the small networks of the mechanisms (curiosity's models,
+    the node raters)."""
+    layers: List[nn.Module] = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
+
+
 class MLP(nn.Module):
     """Concatenates the flattened inputs, applies an MLP and splits the result into the outputs."""
 

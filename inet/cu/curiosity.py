@@ -22,13 +22,14 @@ generator of their own, so turning curiosity on shifts no other random draw.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, CuriosityConfig
+from ..pus import mlp
 from ..tasks.kpi_registry import KPI, Panel
 from .protocol import Learner, Transition
 
@@ -39,13 +40,6 @@ KPIS = (
     KPI("curiosity_loss", "the forward model's / RND predictor's last loss (null: none)", summary=None,
         plot=CURIOSITY, tag_group="train"),
 )
-
-
-def mlp(sizes: List[int]) -> nn.Sequential:
-    layers: List[nn.Module] = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
 
 
 class Curiosity:
