@@ -478,8 +478,7 @@ class Engine:
             "evaluation": {name: ev.state_dict() for name, ev in self.evaluators.items()},
             "protect": self.protect.state_dict(),
             "pu_replay": self.pu_replay.state_dict() if self.pu_replay else None,
-            "curiosity": self.curiosity.state_dict() if self.curiosity else None,
-            **{key: part.state_dict() for key, part, _ in self._switched_parts()[1:] if part is not None},
+            **{key: part.state_dict() for key, part, _ in self._switched_parts() if part is not None},
             "rng": global_state(),
         }
 
