@@ -146,23 +146,28 @@ def test_a_task_without_viewer_hooks_is_described_by_its_input_nodes():
     assert env.target_functions() == [] and env.value_ranges() == {} and env.starting is False
 
 
-def test_reduce_trace_tells_an_env_action_from_a_new_task_instance(tmp_path):
-    """Reduce under its scripted route: `next` writes the item (an Environment action), the submit ends the
-    instance and the new instance's first write is by the Environment starting it."""
+def _traced(tmp_path: Path, overrides: list, iterations: int) -> tuple:
+    """A fresh engine of `overrides` run `iterations` lockstep iterations, all traced into `tmp_path`: its config
+    and the recorded steps."""
     from inet.compose import compose
     from inet.engine import Engine
     from inet.run.trace import TraceRecorder, load
 
-    cfg = compose(["experiment=reduce/xor", "cu.script=inet.tasks.reduce.teacher", "trace.interval=100",
-                   "trace.window=40"])
+    cfg = compose([*overrides, "trace.interval=100", f"trace.window={iterations}"])
     engine = Engine(cfg)
     rec = TraceRecorder(tmp_path, cfg.trace, cfg.log_interval, engine)
-    for _ in range(40):
+    for _ in range(iterations):
         before = engine.iteration
         rec.before_step(engine)
         rec.after_step(before, engine, engine.step())
     rec.close()
-    steps = load(tmp_path)["steps"]
+    return cfg, load(tmp_path)["steps"]
+
+
+def test_reduce_trace_tells_an_env_action_from_a_new_task_instance(tmp_path):
+    """Reduce under its scripted route: `next` writes the item (an Environment action), the submit ends the
+    instance and the new instance's first write is by the Environment starting it."""
+    _, steps = _traced(tmp_path, ["experiment=reduce/xor", "cu.script=inet.tasks.reduce.teacher"], 40)
     fetches = [s for s in steps if s["action_name"] == "next"]
     assert fetches
     for s in fetches:
@@ -466,20 +471,11 @@ def test_node_kinds_and_pu_kinds_are_drawn_with_an_accumulating_nodes_entry_coun
     """emulate/attention under its script: the encoder fills the accumulating node one entry per item; the graph
     names each non-vector node's kind and size, and each built-in PU kind other than mlp."""
     from inet.analysis.viz import network
-    from inet.compose import compose, config_yaml
-    from inet.engine import Engine
-    from inet.run.trace import TraceRecorder, load
+    from inet.compose import config_yaml
+    from inet.run.trace import load
     import yaml
 
-    cfg = compose(["experiment=emulate/attention", "trace.interval=100", "trace.window=30"])
-    engine = Engine(cfg)
-    rec = TraceRecorder(tmp_path, cfg.trace, cfg.log_interval, engine)
-    for _ in range(30):
-        before = engine.iteration
-        rec.before_step(engine)
-        rec.after_step(before, engine, engine.step())
-    rec.close()
-    steps = load(tmp_path)["steps"]
+    cfg, steps = _traced(tmp_path, ["experiment=emulate/attention"], 30)
     (acc,) = [n for n, spec in cfg.nodes.items() if spec.kind == "accumulating"]
     counts = [s["counts"][acc] for s in steps]
     assert max(counts) == cfg.nodes[acc].capacity and min(counts) == 0  # filled per sequence, cleared after
