@@ -1,6 +1,7 @@
 """`inet ablations` (`make ablations`): every section 6 mechanism alone, and a combination, against the baseline.
 
-Each mechanism (`MECHANISMS`: a name and its overrides) runs on the four multitask
+Each mechanism (`MECHANISMS`: a name and its overrides), and the best combination
+measured (`BEST`, or `--combine`), runs on the four multitask
 variants and on reduce/xor and reduce/and (or the part of them `ONLY` names), for every seed, through `inet run -m` (the
 joblib launcher, one job per core); `inet report` then aggregates everything into one
 table whose variants are named by their overrides, the baseline among them. Budgets:
@@ -32,6 +33,7 @@ MECHANISMS: Dict[str, List[str]] = {
     "curiosity_spread": ["cu=qr_dqn", "curiosity.kind=spread"],
     "explore_counts": ["cu.exploration=counts"],
     "explore_uncertainty": ["cu=qr_dqn", "cu.exploration=uncertainty"],
+    "low_initial_eps": ["cu.exploration_initial_eps=0.3"],  # 6.2: less creativity at the start
     "self_imitation": ["cu.self_imitation=0.5"],
     "pu_replay": ["pu_optim.replay=8"],
     "node_actions": ["cu.node_actions=true"],
@@ -47,6 +49,8 @@ MULTITASK = "multitask/base,multitask/cu_inputs,multitask/training_wheels,multit
 ONLY: Dict[str, List[str]] = {"node_actions": ["multitask/base", "multitask/cu_inputs", "multitask/pretrained"],
                               "shortcut": MULTITASK.split(",")}
 REDUCE = "reduce/xor,reduce/and"
+# the best combination measured (docs/results/ablations.md, stop 26): multitask/cu_inputs within 10k on 4 of 5 seeds
+BEST = "qr_dqn,use_normalise,low_initial_eps"
 BUDGETS = {"full": {"seeds": "0,1,2,3,4", "multitask": [], "reduce": []},
            "small": {"seeds": "0,1,2", "multitask": ["iterations=30000"], "reduce": ["iterations=20000"]}}
 
@@ -58,7 +62,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seeds", default=None, help="override the budget's seeds, e.g. 0,1")
     p.add_argument("--only", default=",".join(MECHANISMS),
                    help=f"comma-separated mechanisms to run (default all: {', '.join(MECHANISMS)})")
-    p.add_argument("--combine", default="", help="comma-separated mechanisms to run together as one more row")
+    p.add_argument("--combine", default=BEST,
+                   help=f"comma-separated mechanisms to run together as one more row (default the best measured: {BEST}; "
+                        "'' for none)")
     p.add_argument("--experiments", default=f"{MULTITASK},{REDUCE}",
                    help="comma-separated experiments (default: the four multitask variants, reduce/xor, reduce/and)")
     p.add_argument("--args", default="", help="overrides of every job, e.g. 'lanes=4'")

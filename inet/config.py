@@ -257,11 +257,11 @@ class PUOptimConfig:
     clip_grad_norm: Optional[float] = None  # per-PU gradient norm clip
     # paper 6.1: damp a PU's gradient to `guard` x its running average norm (null = off)
     guard: Optional[float] = None
-    guard_beta: float = 0.99  # decay of the guard's running average norm (and use_guard's, use_normalise's)
+    guard_beta: float = 0.99  # decay of the guard's running average norm (and use_guard's)
     # paper 6.1 per use (inet/protect.py): weight on the gradient through a PU run the CU took by exploration (1 = off)
     random_use_scale: float = 1.0
     use_guard: Optional[float] = None  # damp a use's gradient to `use_guard` x the PU's running norm per use (null = off)
-    use_normalise: bool = False  # rescale every use's gradient to the PU's running norm per use (3.1.2's variable gradients)
+    use_normalise: bool = False  # rescale every use's gradient to unit norm (3.1.2's variable gradients; inet/protect.py)
     # paper 6.4 (a) (inet/pu_replay.py): pairs (inputs, output - replay_step x gradient) replayed per PU step (0 = off)
     replay: int = 0
     replay_size: int = 1000  # pairs kept per PU

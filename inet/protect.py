@@ -10,9 +10,11 @@ the options here act per use (per tape record row, in the sweep, before backward
   took by exploration by w (1 = off, 0 = such runs teach nothing);
 - `pu_optim.use_guard: k` scales a use whose output-gradient norm exceeds k times
   the PU's running average per use down to k times that average;
-- `pu_optim.use_normalise: true` rescales every use's output gradient to the PU's
-  running average norm, so uses along routes of different depth and loss scale
-  (the "variable gradients" of 3.1.2) reach Adam at one scale.
+- `pu_optim.use_normalise: true` rescales every use's output gradient to unit norm,
+  so uses along routes of different depth and loss scale (the "variable gradients"
+  of 3.1.2) reach Adam at one scale. Adam divides out the common scale, so only the
+  uses' relative sizes matter; each use then counts by its direction alone, which
+  keeps pulling a PU's small errors down as hard as its large ones.
 
 The weight scales the gradient on the record's outputs, so it applies to the PU's
 own parameters and to everything the gradient passes on to upstream records: a
@@ -43,7 +45,7 @@ class UseScaler:
     def __init__(self, cfg: PUOptimConfig, device: torch.device):
         self.cfg = cfg
         self.per_norm = cfg.use_guard is not None or cfg.use_normalise
-        self.ema: Dict[str, torch.Tensor] = {}  # PU -> running average output-gradient norm per use
+        self.ema: Dict[str, torch.Tensor] = {}  # use_guard: PU -> running average output-gradient norm per use
         self.counts = {k.name: torch.zeros((), dtype=torch.long, device=device) for k in KPIS}
 
     @property
@@ -62,22 +64,20 @@ class UseScaler:
             self.counts["random_uses_scaled"] += random.sum()
         if self.per_norm:
             norm = torch.stack([g.reshape(n, -1).square().sum(1) for g in present]).sum(0).sqrt()
-            w = self._by_norm(pu, norm, w)
+            w = torch.where(norm > 0, w / norm.clamp_min(torch.finfo(norm.dtype).tiny), w) \
+                if self.cfg.use_normalise else self._guarded(pu, norm, w)
         return [None if g is None else g * w.reshape(n, *([1] * (g.dim() - 1))) for g in grads]
 
-    def _by_norm(self, pu: str, norm: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _guarded(self, pu: str, norm: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         used = norm > 0  # rows the loss reached (a record swept for other rows has zero rows)
         ema = self.ema.get(pu)
         if ema is None:
             ema = torch.full((), float("nan"), device=norm.device)
         known = ~torch.isnan(ema)  # no average yet: the first use sets it, unscaled
         safe = norm.clamp_min(torch.finfo(norm.dtype).tiny)
-        if self.cfg.use_normalise:
-            w = torch.where(used & known, w * ema / safe, w)
-        else:
-            over = used & known & (norm > self.cfg.use_guard * ema)
-            w = torch.where(over, w * self.cfg.use_guard * ema / safe, w)
-            self.counts["uses_guarded"] += over.sum()
+        over = used & known & (norm > self.cfg.use_guard * ema)
+        w = torch.where(over, w * self.cfg.use_guard * ema / safe, w)
+        self.counts["uses_guarded"] += over.sum()
         count = used.sum()
         mean = (norm * w * used).sum() / count.clamp_min(1)
         b = self.cfg.guard_beta

@@ -40,8 +40,14 @@ def test_the_full_budget_keeps_each_experiments_own_iterations():
 
 
 def test_experiments_can_be_narrowed():
-    jobs = sweeps(parse(["--only", "baseline,guard", "--experiments", "multitask/cu_inputs"]))
+    jobs = sweeps(parse(["--only", "baseline,guard", "--experiments", "multitask/cu_inputs", "--combine", ""]))
     assert [j[0] for j in jobs] == ["experiment=multitask/cu_inputs"] * 2
+
+
+def test_by_default_the_best_measured_combination_is_one_more_row():
+    assert rows(parse(["--only", "baseline"])) == {
+        "baseline": [], "qr_dqn+use_normalise+low_initial_eps": [
+            "cu=qr_dqn", "pu_optim.use_normalise=true", "cu.exploration_initial_eps=0.3"]}
 
 
 def test_a_combination_takes_each_key_once():
@@ -60,7 +66,7 @@ def test_an_unknown_mechanism_is_refused_with_the_choices(capsys):
 def test_distractors_add_frozen_pus_that_write_the_answer_node_and_never_change(count):
     """`--distractors one|two` adds each family's configs/distractors/<family>_<count>.yaml: PUs of no use,
     frozen, that write the Environment's answer node and are actions of the CU; a run leaves them unchanged."""
-    jobs = sweeps(parse(["--only", "baseline", "--distractors", count]))
+    jobs = sweeps(parse(["--only", "baseline", "--distractors", count, "--combine", ""]))
     assert [[a for a in j if a.startswith("+distractors=")] for j in jobs] == [
         [f"+distractors=multitask_{count}"], [f"+distractors=reduce_{count}"]]
     for experiment, family in (("multitask/cu_inputs", "multitask"), ("reduce/xor", "reduce")):
@@ -82,5 +88,5 @@ def test_a_mechanism_meaningful_for_some_experiments_runs_only_on_those():
     jobs = sweeps(parse(["--only", "node_actions", "--combine", "node_actions,guard"]))
     assert [j[0] for j in jobs] == ["experiment=multitask/base,multitask/cu_inputs,multitask/pretrained"] * 2
     assert experiments_of("guard", ["reduce/xor"]) == ["reduce/xor"]
-    jobs = sweeps(parse(["--only", "shortcut"]))
+    jobs = sweeps(parse(["--only", "shortcut", "--combine", ""]))
     assert [j[0] for j in jobs] == [f"experiment={MULTITASK}"] and "+shortcut=multitask" in jobs[0]

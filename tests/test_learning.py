@@ -169,3 +169,30 @@ def test_qr_dqn_learns_the_routing_with_frozen_pretrained_pus_within_6k_iteratio
 def test_qr_dqn_cu_inputs_from_scratch_reaches_95_percent_within_40k_iterations(seed):
     engine = train(["experiment=multitask/cu_inputs", f"seed={seed}", "iterations=40000", *QR], until=reached_95)
     assert reached_95(engine), engine.metrics()
+
+
+# Unit-norm uses (`pu_optim.use_normalise=true`, inet/protect.py) on multitask/cu_inputs, DQN, 40k iterations:
+# measured for seeds 0-4 (docs/results/ablations.md, stop 26), seeds 1, 3, 4 converge at 6,821, 12,875 and
+# 9,047 and hold to 40k (the baseline's converged seeds take ~37k); seeds 0 and 2 stay in the inverted
+# partition (task success 0.25). Pinned: the three converge within 13k and hold.
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 3, 4])
+def test_unit_norm_uses_converge_cu_inputs_within_13k_iterations_and_hold_to_40k(seed):
+    engine = train(["experiment=multitask/cu_inputs", f"seed={seed}", "iterations=40000", "pu_optim.use_normalise=true"])
+    converged = engine.kpis.converged_at
+    assert converged is not None and converged <= 13000, (converged, engine.metrics())
+
+
+# The best combination measured (inet/ablations.py BEST: QR-DQN, unit-norm uses, epsilon from 0.3) on
+# multitask/cu_inputs, 40k iterations (docs/results/ablations.md, stop 26): seeds 1-4 converge at 7,488, 8,928,
+# 7,795 and 7,424 and hold to 40k, the "within 10k on 4 of 5 seeds" on the seeds it was tuned on; seed 0
+# stays in the inverted partition. Fresh seeds 5-9 converge on 3 of 5 (6: 13,557, 7: 7,261, 8: 7,486).
+BEST = ["cu=qr_dqn", "pu_optim.use_normalise=true", "cu.exploration_initial_eps=0.3"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_best_combination_converges_cu_inputs_within_10k_iterations_and_holds_to_40k(seed):
+    engine = train(["experiment=multitask/cu_inputs", f"seed={seed}", "iterations=40000", *BEST])
+    converged = engine.kpis.converged_at
+    assert converged is not None and converged <= 10000, (converged, engine.metrics())

@@ -67,13 +67,16 @@ def test_use_guard_damps_an_outlier_use_to_k_times_the_running_norm():
     torch.testing.assert_close(use.ema["p"], torch.tensor(0.5 * 5 + 0.5 * (15 + 1) / 2))  # the damped norms
 
 
-def test_use_normalise_brings_every_use_to_the_running_norm_and_keeps_directions():
-    use = scaler(use_normalise=True, guard_beta=0.9)
-    use.scale("p", [torch.tensor([[0.0, 2.0]])], None)
-    (g,) = use.scale("p", [torch.tensor([[0.0, 20.0], [0.1, 0.0]])], None)
-    torch.testing.assert_close(g, torch.tensor([[0.0, 2.0], [2.0, 0.0]]))
-    other = use.scale("q", [torch.tensor([[5.0, 0.0]])], None)  # each PU has its own average
-    assert other[0].equal(torch.tensor([[5.0, 0.0]]))
+def test_use_normalise_brings_every_use_to_unit_norm_and_keeps_directions():
+    use = scaler(use_normalise=True, random_use_scale=0.5)
+    first = use.scale("p", [torch.tensor([[0.0, 2.0]])], None)  # the first use too: there is no average to wait for
+    torch.testing.assert_close(first[0], torch.tensor([[0.0, 1.0]]))
+    (g,) = use.scale("p", [torch.tensor([[0.0, 20.0], [0.1, 0.0], [0.0, 0.0]])], None)
+    torch.testing.assert_close(g, torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))  # rows no loss reached stay 0
+    # a use over two outputs is one use: its joint norm is 1; random_use_scale weights it after
+    (x, y) = use.scale("q", [torch.tensor([[3.0]]), torch.tensor([[0.0, 4.0]])], torch.tensor([True]))
+    torch.testing.assert_close(torch.cat([x, y], 1), torch.tensor([[0.3, 0.0, 0.4]]))
+    assert use.ema == {}  # nothing running to keep or resume
 
 
 def test_with_random_use_scale_zero_exploration_runs_teach_the_pus_nothing():
