@@ -64,8 +64,10 @@ class UseScaler:
             self.counts["random_uses_scaled"] += random.sum()
         if self.per_norm:
             norm = torch.stack([g.reshape(n, -1).square().sum(1) for g in present]).sum(0).sqrt()
-            w = torch.where(norm > 0, w / norm.clamp_min(torch.finfo(norm.dtype).tiny), w) \
-                if self.cfg.use_normalise else self._guarded(pu, norm, w)
+            if self.cfg.use_normalise:
+                w = torch.where(norm > 0, w / norm.clamp_min(torch.finfo(norm.dtype).tiny), w)
+            else:
+                w = self._guarded(pu, norm, w)
         return [None if g is None else g * w.reshape(n, *([1] * (g.dim() - 1))) for g in grads]
 
     def _guarded(self, pu: str, norm: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
