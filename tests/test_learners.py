@@ -61,6 +61,25 @@ def test_qr_dqn_target_takes_the_target_nets_greedy_action_and_the_input_gradien
     torch.testing.assert_close(unit.input_grad(t, 0), x.grad)
 
 
+@pytest.mark.parametrize("cls", [DQN, QRDQN])
+def test_input_grad_reuses_the_act_forward_only_while_the_q_network_is_unchanged(cls):
+    unit = make(cls, learning_starts=0, batch_size=2)
+    obs = torch.randn(4, 3)
+    t = Transition(obs, torch.tensor([0, 1, 2, 3]), torch.tensor([1.0, 0.0, -1.0, 2.0]), torch.randn(4, 3),
+                   torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    fresh = unit.input_grad(t, 0)  # no act before: its own forward
+    calls = []
+    unit.q.register_forward_hook(lambda *_: calls.append(1))
+    unit.act(obs, 0)
+    assert unit.input_grad(t, 0).equal(fresh) and len(calls) == 1  # act's forward, none of its own
+    unit.act(obs, 0)
+    unit.observe(t, 0, 4)  # stores the transitions and takes a gradient step: the forward kept by act is stale
+    changed = unit.input_grad(t, 0)
+    assert not changed.equal(fresh)
+    unit.act(obs.clone(), 0)  # a forward on other inputs is not used either
+    assert unit.input_grad(t, 0).equal(changed)
+
+
 @pytest.mark.parametrize("option, message", [
     ({"params": {"n_quantile": 5}}, "cu.params: QR-DQN has no option 'n_quantile'"),
     ({"params": {"n_quantiles": 0}}, "cu.params.n_quantiles: must be >= 1"),

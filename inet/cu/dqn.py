@@ -119,6 +119,7 @@ class DQN:
                                   "combine with several Environments' heads or PopArt (set it to 0)")
             self.sil = SelfImitation(cfg.buffer_size, obs_dim, cfg.gamma, device)
         self.bonus_share = 0.0 if cfg.exploration != "epsilon" else float("nan")
+        self._act_graph: Optional[tuple] = None  # (obs, its leaf, the online output): `act`'s for `input_grad`
 
     def epsilon(self, iteration: int) -> float:
         """Linear decay over `exploration_fraction` of the run (SB3's schedule); with an exploration bonus
@@ -137,7 +138,11 @@ class DQN:
     def evaluate(self, obs: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The online network's action values [B, n_actions] at `obs` (summed over heads; with PopArt the
         normalised ones), and return quantiles if it has them."""
-        return self._total(self.q(obs)), None
+        return self._values(self.q(obs))
+
+    def _values(self, online: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """`evaluate` of the online network's output."""
+        return self._total(online), None
 
     @torch.no_grad()
     def values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -163,8 +168,19 @@ class DQN:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, iteration: int, greedy: bool = False,
             explore_scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ActInfo]:
-        """Epsilon-greedy actions [B] (the greedy ones with `greedy`); epsilon is divided by `explore_scale`."""
-        q, quantiles = self.evaluate(obs)
+        """Epsilon-greedy actions [B] (the greedy ones with `greedy`); epsilon is divided by `explore_scale`.
+
+        From `learning_starts` on, with `grad_to_nodes`, the forward keeps its graph from `obs` for the
+        `input_grad` of the same iteration (the Q-network does not change in between), which so needs no
+        forward of its own: the same values and gradients, one forward fewer per iteration."""
+        if not greedy and self.cfg.grad_to_nodes and iteration >= self.cfg.learning_starts:
+            x = obs.detach().requires_grad_()
+            with torch.enable_grad():
+                online = self.q(x)
+            self._act_graph = (obs, x, online)
+            q, quantiles = self._values(online.detach())
+        else:
+            q, quantiles = self.evaluate(obs)
         best = q.argmax(1)
         b = obs.shape[0]
         if greedy:
@@ -216,10 +232,14 @@ class DQN:
         """d(TD loss of the current transitions, mean over lanes)/d(obs), from `learning_starts` on."""
         if iteration < self.cfg.learning_starts:
             return None
-        x = t.obs.detach().requires_grad_()
+        graph, self._act_graph = self._act_graph, None
+        if graph is not None and graph[0] is t.obs:  # `act`'s forward on these inputs (see there)
+            _, x, online = graph
+        else:
+            x, online = t.obs.detach().requires_grad_(), None
         reward, terminal = self._streams(t)
         with torch.enable_grad():
-            loss = self._td_loss(x, t.actions, reward, t.next_obs, self.cfg.gamma * (1.0 - terminal))
+            loss = self._td_loss(x, t.actions, reward, t.next_obs, self.cfg.gamma * (1.0 - terminal), online)
             (g,) = torch.autograd.grad(loss, x)
         return g
 
@@ -242,10 +262,11 @@ class DQN:
             v = self.popart.unnormalise(v)
         return rewards + discount * v
 
-    def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                 next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
-        """Huber TD loss, summed over heads (each head's mean over the batch); PopArt: on normalised targets."""
-        q = self._pick(self.q(obs), actions)
+    def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor,
+                 discount: torch.Tensor, online: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Huber TD loss, summed over heads (each head's mean over the batch); PopArt: on normalised targets.
+        `online` is the online network's output at `obs` where the caller has it."""
+        q = self._pick(self.q(obs) if online is None else online, actions)
         target = self._td_target(rewards, next_obs, discount)
         if self.popart is not None:
             target = self.popart.normalise(target)
@@ -282,6 +303,7 @@ class DQN:
 
     def train_step(self) -> Optional[str]:
         """One gradient step on a replay batch. A non-finite loss or gradient skips it and is described."""
+        self._act_graph = None  # the Q-network changes
         obs, actions, rewards, next_obs, terminal = self.replay.sample(self.cfg.batch_size, self.gen)
         if self.popart is not None:
             self.popart_update(self._td_target(rewards, next_obs, terminal))
@@ -331,6 +353,7 @@ class DQN:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        self._act_graph = None
         self.q.load_state_dict(state["q"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])

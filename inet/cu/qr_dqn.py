@@ -71,14 +71,13 @@ class QRDQN(DQN):
     def network(self, obs_dim: int, n_actions: int) -> nn.Module:
         return QuantileNetwork(obs_dim, n_actions, self.cfg.hidden, self.n_quantiles)
 
-    def evaluate(self, obs: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        z = self.q(obs)
+    def _values(self, z: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         return z.mean(2), z
 
-    def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                 next_obs: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
+    def _td_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor,
+                 discount: torch.Tensor, online: Optional[torch.Tensor] = None) -> torch.Tensor:
         n = self.n_quantiles
-        z = self.q(obs).gather(1, actions.view(-1, 1, 1).expand(-1, 1, n)).squeeze(1)
+        z = (self.q(obs) if online is None else online).gather(1, actions.view(-1, 1, 1).expand(-1, 1, n)).squeeze(1)
         with torch.no_grad():
             z_next = self.target(next_obs)
             chooser = self.q(next_obs) if self.cfg.double else z_next
