@@ -261,7 +261,7 @@ class PUOptimConfig:
     # paper 6.1 per use (inet/protect.py): weight on the gradient through a PU run the CU took by exploration (1 = off)
     random_use_scale: float = 1.0
     use_guard: Optional[float] = None  # damp a use's gradient to `use_guard` x the PU's running norm per use (null = off)
-    use_normalise: bool = False  # rescale every use's gradient to unit norm (3.1.2's variable gradients; inet/protect.py)
+    use_normalise: bool = False  # rescale every use's gradient from Environment losses to unit norm (3.1.2; inet/protect.py)
     # paper 6.4 (a) (inet/pu_replay.py): pairs (inputs, output - replay_step x gradient) replayed per PU step (0 = off)
     replay: int = 0
     replay_size: int = 1000  # pairs kept per PU

@@ -369,7 +369,7 @@ class Engine:
             numel = self.nodes.values[node][0].numel()
             if (start, stop) != (0, numel):
                 gv = F.pad(gv, (start, numel - stop))
-            self.tape.add_grad(self.obs_writers[node], node, lanes, gv.reshape(self.lanes, *shape))
+            self.tape.add_grad(self.obs_writers[node], node, lanes, gv.reshape(self.lanes, *shape), cu=True)
 
     def _nonfinite(self, what: str) -> None:
         """A non-finite value was caught (and its update not applied): stop, or count it (nonfinite=skip)."""

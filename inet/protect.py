@@ -10,11 +10,15 @@ the options here act per use (per tape record row, in the sweep, before backward
   took by exploration by w (1 = off, 0 = such runs teach nothing);
 - `pu_optim.use_guard: k` scales a use whose output-gradient norm exceeds k times
   the PU's running average per use down to k times that average;
-- `pu_optim.use_normalise: true` rescales every use's output gradient to unit norm,
-  so uses along routes of different depth and loss scale (the "variable gradients"
-  of 3.1.2) reach Adam at one scale. Adam divides out the common scale, so only the
-  uses' relative sizes matter; each use then counts by its direction alone, which
-  keeps pulling a PU's small errors down as hard as its large ones.
+- `pu_optim.use_normalise: true` rescales every use's output gradient from
+  Environment losses to unit norm, so uses along routes of different depth and loss
+  scale (the "variable gradients" of 3.1.2) reach Adam at one scale. Adam divides
+  out the common scale, so only the uses' relative sizes matter; each use then
+  counts by its direction alone, which keeps pulling a PU's small errors down as
+  hard as its large ones. The CU's gradient into the nodes keeps its size: how large
+  it is says how much the CU's TD error depends on the node, and at unit norm its
+  noise would make full-size steps (docs/results/ablations.md, stop 27: routing
+  through a PU the CU trains fell from 0.96-0.97 to 0.87-0.95 correct).
 
 The weight scales the gradient on the record's outputs, so it applies to the PU's
 own parameters and to everything the gradient passes on to upstream records: a
@@ -23,7 +27,7 @@ average (factor `pu_optim.guard_beta`) is kept on the device, without host syncs
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 
@@ -52,8 +56,11 @@ class UseScaler:
     def active(self) -> bool:
         return self.cfg.random_use_scale != 1.0 or self.per_norm
 
-    def scale(self, pu: str, grads: List[Optional[torch.Tensor]], random: Optional[torch.Tensor]) -> List[Optional[torch.Tensor]]:
-        """The record rows' output gradients, weighted; `random` [n] marks rows the CU chose by exploration."""
+    def scale(self, pu: str, grads: List[Optional[torch.Tensor]], random: Optional[torch.Tensor],
+              from_cu: Union[None, bool, torch.Tensor] = None) -> List[Optional[torch.Tensor]]:
+        """The record rows' output gradients, weighted; `random` [n] marks rows the CU chose by exploration,
+        `from_cu` those whose gradient is the CU's (True: all; [n] bool; None: none), which `use_normalise`
+        leaves at their size."""
         present = [g for g in grads if g is not None]
         if not present:
             return grads
@@ -65,7 +72,9 @@ class UseScaler:
         if self.per_norm:
             norm = torch.stack([g.reshape(n, -1).square().sum(1) for g in present]).sum(0).sqrt()
             if self.cfg.use_normalise:
-                w = torch.where(norm > 0, w / norm.clamp_min(torch.finfo(norm.dtype).tiny), w)
+                if from_cu is not True:
+                    rescale = norm > 0 if from_cu is None else (norm > 0) & ~from_cu
+                    w = torch.where(rescale, w / norm.clamp_min(torch.finfo(norm.dtype).tiny), w)
             else:
                 w = self._guarded(pu, norm, w)
         return [None if g is None else g * w.reshape(n, *([1] * (g.dim() - 1))) for g in grads]

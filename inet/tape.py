@@ -15,8 +15,11 @@ has arrived before it passes gradient on to older records. Depth counts records
 along each path from a loss, per lane (DESIGN.md section 5): gradient that reached
 a record at depth d updates its PU and is passed on only while d < `horizon`, so
 a shorter path to the same record, or another lane's loss on a record both lanes
-share, never carries a contribution further. `prune` drops records no live node
-value can reach within the horizon, which bounds memory over any run length.
+share, never carries a contribution further. Gradient that started as the CU's
+gradient into the nodes is held apart from that of Environment losses, because
+`pu_optim.use_normalise` rescales only the latter (inet/protect.py). `prune` drops
+records no live node value can reach within the horizon, which bounds memory over
+any run length.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ class Record:
 
 @dataclass
 class Pending:
-    """Gradient waiting on a record's outputs at one depth: per output, [len(lanes), *shape] or None,
+    """Gradient waiting on a record's outputs at one depth from one source (the CU or Environment losses): per output, [len(lanes), *shape] or None,
     and the rows (lane positions) it reached, None for all. While only one gradient has arrived, on
     ascending rows of one output, it is kept as it came (`piece`: the output's index, the rows, their
     gradient), so a batched sweep uses it as is instead of scattering it into zeros and gathering it back."""
@@ -95,7 +98,8 @@ class Tape:
         self.snapshots: Dict[Tuple[str, int], List[torch.Tensor]] = {}  # `stored`: (PU, version) -> parameters
         self.records: Dict[int, Record] = {}
         self.next_id = 0
-        self._pending: Dict[int, Dict[int, Pending]] = {}  # rid -> depth -> the gradient that reached it there
+        # rid -> (depth, from the CU) -> the gradient that reached it there
+        self._pending: Dict[int, Dict[Tuple[int, bool], Pending]] = {}
         self._heap: List[int] = []
 
     def __len__(self) -> int:
@@ -122,20 +126,22 @@ class Tape:
                 self.versions[name] = version + 1
 
     def add_grad(self, writers: Sequence[int], node: str, lanes: Sequence[int], grad: torch.Tensor,
-                 depth: int = 1) -> None:
-        """Add d(loss)/d(value) of `node` in `lanes` to the records that wrote those values."""
+                 depth: int = 1, cu: bool = False) -> None:
+        """Add d(loss)/d(value) of `node` in `lanes` to the records that wrote those values; `cu`: the loss is
+        the CU's (its gradient into the nodes), not an Environment's."""
         if len(set(writers)) == 1:
-            self._add(writers[0], node, lanes, grad, depth)
+            self._add(writers[0], node, lanes, grad, (depth, cu))
             return
         names, counts, order = groups_by_value(torch.tensor(writers))
         positions, start = order.tolist(), 0
         for w, n, part in zip(names, counts, grad[order.to(grad.device)].split(counts)):
             if w != ENV:
-                self._add(w, node, list(map(lanes.__getitem__, positions[start:start + n])), part, depth)
+                self._add(w, node, list(map(lanes.__getitem__, positions[start:start + n])), part, (depth, cu))
             start += n
 
-    def _add(self, rid: int, node: str, lanes: Sequence[int], grad: torch.Tensor, depth: int) -> None:
-        """Hold a gradient on the record's output `node` in `lanes`, apart from those of other depths."""
+    def _add(self, rid: int, node: str, lanes: Sequence[int], grad: torch.Tensor, key: Tuple[int, bool]) -> None:
+        """Hold a gradient on the record's output `node` in `lanes`, apart from those of other depths and
+        sources (`key`: depth, from the CU)."""
         rec = self.records.get(rid)
         if rec is None:  # an Environment value, or pruned (beyond every horizon)
             return
@@ -145,9 +151,9 @@ class Tape:
             heapq.heappush(self._heap, -rid)
         j = rec.outputs.index(node)
         rows = list(map(rec.row.__getitem__, lanes)) if list(lanes) != rec.lanes else None
-        entry = by_depth.get(depth)
+        entry = by_depth.get(key)
         if entry is None:
-            entry = by_depth[depth] = Pending([None] * len(rec.outputs), set())
+            entry = by_depth[key] = Pending([None] * len(rec.outputs), set())
             if rows is not None and all(a < b for a, b in zip(rows, rows[1:])):
                 entry.rows.update(rows)
                 entry.piece = (j, rows, grad)
@@ -168,8 +174,9 @@ class Tape:
         Newest first, so everything a record gets has arrived before it passes gradient on.
         Gradient that reached a record at different depths (along paths of different
         lengths, or in different lanes) is passed on separately, each only while its own
-        depth is under the horizon; one recompute serves them all, the record's inputs
-        stacked once per depth. A pending record that no record reads from (no child on
+        depth is under the horizon (and gradient from the CU apart from that of Environment
+        losses); one recompute serves them all, the record's inputs stacked once per depth
+        and source. A pending record that no record reads from (no child on
         the tape) can get no more gradient, so it runs in the same recompute as every other
         such pending record of its PU: with many lanes, one forward and backward per PU
         instead of one per record. Returns the number of records visited.
@@ -190,12 +197,12 @@ class Tape:
                     group += [r for r in self._pending if r != rid and r not in read_from and self.records[r].pu == pu
                               and self.records[r].version == version]
             visited += len(group)
-            items = [(self.records[r], depth, entry) for r in group for depth, entry in self._pending.pop(r).items()]
-            rec, depth, entry = items[0]
+            items = [(self.records[r], key, entry) for r in group for key, entry in self._pending.pop(r).items()]
+            rec, key, entry = items[0]
             if len(items) == 1 and (entry.rows is None or len(entry.rows) == len(rec.lanes)):
                 if entry.piece is not None:
                     entry.dense(len(rec.lanes))
-                self._visit(pus, rec, entry.grads, depth)
+                self._visit(pus, rec, entry.grads, key)
             else:
                 self._visit_batch(pus, items)
         return visited
@@ -231,9 +238,11 @@ class Tape:
             torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
         return bool(pairs)
 
-    def _pass_on(self, rec: Record, input_grads: List[Optional[torch.Tensor]], depth: int,
+    def _pass_on(self, rec: Record, input_grads: List[Optional[torch.Tensor]], key: Tuple[int, bool],
                  rows: Optional[List[int]] = None) -> None:
-        """Hand the gradients on the record's inputs (in `rows`, or all) to the records that wrote them."""
+        """Hand the gradients on the record's inputs (in `rows`, or all) to the records that wrote them, one
+        step deeper from the same source."""
+        depth, cu = key
         lanes = rec.lanes if rows is None else [rec.lanes[r] for r in rows]
         for node, g, ps in zip(rec.in_nodes, input_grads, rec.parents):
             if g is None:
@@ -242,16 +251,16 @@ class Tape:
             if type(ps) is Slots:  # entries read as a batch: entry j's gradient goes to entry j's writer
                 ps = ps if rows is None else [ps[r] for r in rows]
                 for j in range(g.shape[1]):
-                    self.add_grad([row[j] for row in ps], node, lanes, g[:, j], depth + 1)
+                    self.add_grad([row[j] for row in ps], node, lanes, g[:, j], depth + 1, cu)
                 continue
             ps = ps if rows is None else [ps[r] for r in rows]
-            self.add_grad(ps, node, lanes, g, depth + 1)
+            self.add_grad(ps, node, lanes, g, depth + 1, cu)
 
-    def _visit(self, pus: Dict[str, nn.Module], rec: Record, grads: list, depth: int) -> None:
-        deeper = depth < self.horizon
+    def _visit(self, pus: Dict[str, nn.Module], rec: Record, grads: list, key: Tuple[int, bool]) -> None:
+        deeper = key[0] < self.horizon
         leaves = [self._leaf(x, [ps], [deeper]) for x, ps in zip(rec.inputs, rec.parents)]
         if self.scaler is not None:
-            grads = self.scaler.scale(rec.pu, grads, rec.random)
+            grads = self.scaler.scale(rec.pu, grads, rec.random, True if key[1] else None)
         with torch.enable_grad():
             outs, stored = self._run(pus, rec, leaves, len(rec.lanes))
             if not self._backward(outs, grads):
@@ -260,13 +269,13 @@ class Tape:
             self.replay.add(rec.pu, leaves, outs, grads)
         self._to_current(pus[rec.pu], stored)
         if deeper:
-            self._pass_on(rec, [leaf.grad for leaf in leaves], depth)
+            self._pass_on(rec, [leaf.grad for leaf in leaves], key)
 
     def _visit_batch(self, pus: Dict[str, nn.Module], items: List[tuple]) -> None:
-        """(record, depth, Pending) items of one PU in one recompute: each item's rows that got gradient,
+        """(record, (depth, from the CU), Pending) items of one PU in one recompute: each item's rows that got gradient,
         inputs and output gradients stacked along the lanes; each item passes on its own part."""
         rows = [None if e.rows is None else sorted(e.rows) for _, _, e in items]
-        deeper = [depth < self.horizon for _, depth, _ in items]
+        deeper = [key[0] < self.horizon for _, key, _ in items]
         sizes = [len(rec.lanes) if r is None else len(r) for (rec, _, _), r in zip(items, rows)]
         # the rows to keep of the items' tensors stacked whole: one index for all items (None: every row)
         index, offsets, offset = [], [], 0
@@ -304,16 +313,19 @@ class Tape:
             if self.scaler is not None:
                 random = stacked([torch.zeros(len(rec.lanes), dtype=torch.bool, device=outs[0].device)
                                   if rec.random is None else rec.random for rec, _, _ in items])
-                grads = self.scaler.scale(first.pu, grads, random)
+                cu = [key[1] for _, key, _ in items]
+                from_cu = None if not any(cu) else torch.cat(
+                    [torch.full((n,), c, device=random.device) for n, c in zip(sizes, cu)])
+                grads = self.scaler.scale(first.pu, grads, random, from_cu)
             if not self._backward(outs, grads):
                 return
         if self.replay is not None:
             self.replay.add(first.pu, leaves, outs, grads)
         self._to_current(pus[first.pu], stored)
         split = [None if leaf.grad is None else leaf.grad.split(sizes) for leaf in leaves]
-        for k, (rec, depth, _) in enumerate(items):
+        for k, (rec, key, _) in enumerate(items):
             if deeper[k]:
-                self._pass_on(rec, [None if s is None else s[k] for s in split], depth, rows[k])
+                self._pass_on(rec, [None if s is None else s[k] for s in split], key, rows[k])
 
     def prune(self, live: set) -> None:
         """Keep only records within `horizon` records of a live node value."""

@@ -79,6 +79,34 @@ def test_use_normalise_brings_every_use_to_unit_norm_and_keeps_directions():
     assert use.ema == {}  # nothing running to keep or resume
 
 
+def test_use_normalise_leaves_the_cus_gradient_at_its_size_on_the_tape():
+    """Lane 0's value gets the CU's gradient, lane 1's an Environment loss, on one record and in two records
+    (a record read by another, p0 -> p1): only the loss rows are rescaled, along the whole chain."""
+    torch.manual_seed(0)
+    pus = nn.ModuleDict({"0": nn.Linear(2, 2), "1": nn.Linear(2, 2)})
+    tape = Tape(horizon=4, scaler=scaler(use_normalise=True))
+    x = torch.randn(2, 2)
+    r0 = tape.record("0", [0, 1], ["a"], [x], [[ENV, ENV]], ["b"])
+    r1 = tape.record("1", [0, 1], ["b"], [pus["0"](x).detach()], [[r0, r0]], ["c"])
+    cu, loss = torch.tensor([[0.03, -0.04]]), torch.tensor([[6.0, 8.0]])
+    tape.add_grad([r1], "c", [0], cu, cu=True)
+    tape.add_grad([r1], "c", [1], loss)
+    tape.sweep(pus)
+    got = {n: p.grad.clone() for n, p in pus.named_parameters()}
+    pus.zero_grad()
+    h = pus["0"](x)
+    b = h.detach().requires_grad_()
+    (pus["1"](b) * torch.cat([cu, loss / 10.0])).sum().backward()  # the CU's row as it came, the loss row at norm 1
+    passed = b.grad.clone()
+    passed[1] /= passed[1].norm()  # p0's use in lane 1 is a loss's too: at unit norm again; lane 0's as it came
+    (h * passed).sum().backward()
+    for n, p in pus.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, msg=n)
+    use = scaler(use_normalise=True)
+    (all_cu,) = use.scale("p", [torch.tensor([[0.3, 0.4]])], None, True)
+    assert all_cu.equal(torch.tensor([[0.3, 0.4]]))
+
+
 def test_with_random_use_scale_zero_exploration_runs_teach_the_pus_nothing():
     """epsilon = 1 throughout: every PU run is random, so scale 0 leaves every PU as it was built."""
     explore = ["cu.exploration_initial_eps=1.0", "cu.exploration_final_eps=1.0"]
