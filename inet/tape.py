@@ -65,8 +65,8 @@ class Record:
 
 @dataclass
 class Pending:
-    """Gradient waiting on a record's outputs at one depth from one source (the CU or Environment losses): per output, [len(lanes), *shape] or None,
-    and the rows (lane positions) it reached, None for all. While only one gradient has arrived, on
+    """Gradient waiting on a record's outputs at one depth from one source (the CU or Environment losses):
+    per output, [len(lanes), *shape] or None, and the rows (lane positions) it reached, None for all. While only one gradient has arrived, on
     ascending rows of one output, it is kept as it came (`piece`: the output's index, the rows, their
     gradient), so a batched sweep uses it as is instead of scattering it into zeros and gathering it back."""
 

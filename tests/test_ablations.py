@@ -46,8 +46,8 @@ def test_experiments_can_be_narrowed():
 
 def test_by_default_the_best_measured_combination_is_one_more_row():
     assert rows(parse(["--only", "baseline"])) == {
-        "baseline": [], "qr_dqn+use_normalise+low_initial_eps": [
-            "cu=qr_dqn", "pu_optim.use_normalise=true", "cu.exploration_initial_eps=0.3"]}
+        "baseline": [], "qr_dqn+use_normalise+pu_lr": [
+            "cu=qr_dqn", "pu_optim.use_normalise=true", "pu_optim.lr=0.001"]}
 
 
 def test_a_combination_takes_each_key_once():

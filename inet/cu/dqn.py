@@ -120,6 +120,7 @@ class DQN:
             self.sil = SelfImitation(cfg.buffer_size, obs_dim, cfg.gamma, device)
         self.bonus_share = 0.0 if cfg.exploration != "epsilon" else float("nan")
         self._act_graph: Optional[tuple] = None  # (obs, its leaf, the online output): `act`'s for `input_grad`
+        self._keeps_act_graph = cfg.grad_to_nodes and "nodes" in cfg.inputs  # whether the engine asks input_grad
 
     def epsilon(self, iteration: int) -> float:
         """Linear decay over `exploration_fraction` of the run (SB3's schedule); with an exploration bonus
@@ -170,10 +171,11 @@ class DQN:
             explore_scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ActInfo]:
         """Epsilon-greedy actions [B] (the greedy ones with `greedy`); epsilon is divided by `explore_scale`.
 
-        From `learning_starts` on, with `grad_to_nodes`, the forward keeps its graph from `obs` for the
-        `input_grad` of the same iteration (the Q-network does not change in between), which so needs no
-        forward of its own: the same values and gradients, one forward fewer per iteration."""
-        if not greedy and self.cfg.grad_to_nodes and iteration >= self.cfg.learning_starts:
+        From `learning_starts` on, with `grad_to_nodes` and nodes in the CU's input, the forward keeps its
+        graph from `obs` for the `input_grad` of the same iteration (the Q-network does not change in
+        between), which so needs no forward of its own: the same values and gradients, one forward fewer
+        per iteration."""
+        if not greedy and self._keeps_act_graph and iteration >= self.cfg.learning_starts:
             x = obs.detach().requires_grad_()
             with torch.enable_grad():
                 online = self.q(x)
