@@ -187,7 +187,7 @@ def test_unit_norm_uses_converge_cu_inputs_within_13k_iterations_and_hold_to_40k
 # The best combination measured (inet/ablations.py BEST: QR-DQN, unit-norm uses of Environment losses, PU
 # learning rate 1e-3; docs/results/ablations.md, stop 27), with each experiment's own schedule.
 # multitask/cu_inputs, 40k iterations: seeds 1-4 converge at 2,876, 2,516, 2,459 and 2,951 and hold to 40k;
-# fresh seeds 5-8 at 2,759, 4,732, 3,388 and 3,514 (12k of the 40k run); seeds 0 and 9 stay in the inverted
+# fresh seeds 5-8 at 2,759, 4,732, 3,388 and 3,514, also holding to 40k; seeds 0 and 9 stay in the inverted
 # partition.
 BEST = ["cu=qr_dqn", "pu_optim.use_normalise=true", "pu_optim.lr=0.001"]
 
