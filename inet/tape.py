@@ -66,9 +66,10 @@ class Record:
 @dataclass
 class Pending:
     """Gradient waiting on a record's outputs at one depth from one source (the CU or Environment losses):
-    per output, [len(lanes), *shape] or None, and the rows (lane positions) it reached, None for all. While only one gradient has arrived, on
-    ascending rows of one output, it is kept as it came (`piece`: the output's index, the rows, their
-    gradient), so a batched sweep uses it as is instead of scattering it into zeros and gathering it back."""
+    per output, [len(lanes), *shape] or None, and the rows (lane positions) it reached, None for all. While
+    only one gradient has arrived, on ascending rows of one output, it is kept as it came (`piece`: the
+    output's index, the rows, their gradient), so a batched sweep uses it as is instead of scattering it
+    into zeros and gathering it back."""
 
     grads: List[Optional[torch.Tensor]]
     rows: Optional[set]
@@ -272,8 +273,8 @@ class Tape:
             self._pass_on(rec, [leaf.grad for leaf in leaves], key)
 
     def _visit_batch(self, pus: Dict[str, nn.Module], items: List[tuple]) -> None:
-        """(record, (depth, from the CU), Pending) items of one PU in one recompute: each item's rows that got gradient,
-        inputs and output gradients stacked along the lanes; each item passes on its own part."""
+        """(record, (depth, from the CU), Pending) items of one PU in one recompute: each item's rows that got
+        gradient, inputs and output gradients stacked along the lanes; each item passes on its own part."""
         rows = [None if e.rows is None else sorted(e.rows) for _, _, e in items]
         deeper = [key[0] < self.horizon for _, key, _ in items]
         sizes = [len(rec.lanes) if r is None else len(r) for (rec, _, _), r in zip(items, rows)]
